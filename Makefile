@@ -1,0 +1,62 @@
+# Competition detection pipeline. Every target builds .venv first (make setup).
+# Variables: DATA (data.yaml; default: the embedded synthetic set, generated on first use),
+# WEIGHTS, IMG, BATCH, DEVICE, SHARED (the shared data folder).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SHARED ?= ../shared
+SYNTH_DIR ?= data/synthetic
+SYNTH_IMAGES ?= 200
+DATA ?= $(SYNTH_DIR)/data.yaml
+WEIGHTS ?= $(SHARED)/weights/yolov5n.pt
+IMG ?= 640
+BATCH ?= 16
+DEVICE ?= cpu
+SOURCE ?= $(SHARED)/images
+OUT ?= runs
+
+.PHONY: setup data check-data val predict demo test lint clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+setup: $(VENV)/.installed  ## create .venv from the pinned requirements.txt
+
+$(SYNTH_DIR)/data.yaml: | setup
+	$(PY) -m detect.data.synthetic --out $(SYNTH_DIR) --images $(SYNTH_IMAGES) --seed 0
+
+data: setup $(if $(filter $(SYNTH_DIR)/data.yaml,$(DATA)),$(SYNTH_DIR)/data.yaml)  ## generate the embedded default dataset if DATA is it
+
+check-data: data  ## validate DATA's labels and images; report every problem
+	$(PY) -m detect.data --data $(DATA) --out $(OUT)/check-data
+
+val: data  ## COCO mAP of WEIGHTS on DATA (val split)
+	$(PY) -m detect.val --weights $(WEIGHTS) --data $(DATA) --img $(IMG) --batch $(BATCH) --device $(DEVICE) --json $(OUT)/val/metrics.json
+
+predict: setup  ## detect on SOURCE with WEIGHTS; annotated images and JSON in OUT/predict
+	$(PY) -m detect.predict --weights $(WEIGHTS) --source "$(SOURCE)" --img $(IMG) --device $(DEVICE) --out $(OUT)/predict --json $(OUT)/predict/detections.json --save-images
+
+demo: data  ## the whole pipeline so far on the embedded dataset (+ the shared photos if present)
+	$(PY) -m detect.data --data $(SYNTH_DIR)/data.yaml --out $(OUT)/demo/check-data
+	@if [ -f "$(SHARED)/weights/yolov5n.pt" ]; then \
+	  $(PY) -m detect.predict --weights $(SHARED)/weights/yolov5n.pt --source "$(SYNTH_DIR)/images/val" --img 640 --device cpu --out $(OUT)/demo/predict-synthetic --save-images && \
+	  $(PY) -m detect.val --weights $(SHARED)/weights/yolov5n.pt --data $(SHARED)/datasets/coco128/data.yaml --img 640 --device cpu --json $(OUT)/demo/val-coco128.json; \
+	else echo "demo: $(SHARED)/weights/yolov5n.pt not found; skipping the pretrained-weights steps (see README: Data and weights)"; fi
+
+test: setup  ## ruff, then the test suite
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: setup  ## ruff check and format check
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+clean:  ## remove runs/ and the generated dataset (keeps .venv)
+	rm -rf $(OUT) $(SYNTH_DIR)

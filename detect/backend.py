@@ -1,0 +1,45 @@
+"""One inference interface over every weights format the CLIs accept.
+
+A backend takes a float batch (b, 3, h, w) in [0, 1] and returns the decoded YOLOv5 output
+(b, N, 5 + nc). ``detect.val`` and ``detect.predict`` only ever talk to this interface.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from detect.weights import WeightsError, load_model
+
+
+class TorchBackend:
+    """Our checkpoints and official YOLOv5 ``.pt`` files, BN fused, optionally FP16 on CUDA."""
+
+    def __init__(self, weights: str | Path, device: torch.device, half: bool = False):
+        if half and device.type != "cuda":
+            raise WeightsError(f"{weights}: --half needs a CUDA device (FP16 convolutions are not run on CPU)")
+        self.model, self.ckpt = load_model(weights, device)
+        self.device, self.half = device, half
+        if half:
+            self.model.half()
+        if device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        self.names: list[str] = self.ckpt["names"]
+        self.stride = int(self.model.stride.max())
+        self.fixed_shape: tuple[int, int] | None = None  # any stride-aligned shape works
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        x = x.half() if self.half else x.float()
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x).float()
+
+
+def load_backend(weights: str | Path, device: torch.device, half: bool = False):
+    suffix = Path(weights).suffix.lower()
+    if suffix in (".onnx", ".engine"):
+        raise WeightsError(f"{weights}: {suffix} weights are not supported yet; pass a .pt checkpoint")
+    return TorchBackend(weights, device, half)

@@ -1,0 +1,41 @@
+"""What every CLI shares: one clear line and exit code 2 for bad input, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from detect.data.config import DataError
+from detect.weights import WeightsError
+
+USER_ERRORS = (DataError, WeightsError, FileNotFoundError)
+
+
+class UsageError(Exception):
+    """A bad option value; the message says which and what is accepted."""
+
+
+def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
+    try:
+        code = main(argv)
+    except (*USER_ERRORS, UsageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code or 0)
+
+
+def select_device(name: str | None):
+    """``cpu``, ``cuda`` or ``cuda:N``; a CUDA request without CUDA is a usage error."""
+    import torch
+
+    name = (name or ("cuda:0" if torch.cuda.is_available() else "cpu")).lower()
+    if name.startswith("cuda") or name.isdigit():
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+        return torch.device(f"cuda:{name}" if name.isdigit() else name)
+    if name != "cpu":
+        raise UsageError(f"--device {name}: expected cpu, cuda or cuda:N")
+    return torch.device("cpu")
