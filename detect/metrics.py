@@ -65,7 +65,7 @@ def evaluate(gt: COCO, detections: list[dict], names: list[str], max_det: int = 
         "map50_95": float(ev.stats[0]),
         "precision": float(p_cls[valid].mean()) if valid.any() else 0.0,
         "recall": float(r_cls[valid].mean()) if valid.any() else 0.0,
-        "per_class": _per_class(names, images_per_class, instances, p_cls, r_cls, ap[:, 0], np.nanmean(ap, 1)),
+        "per_class": _per_class(names, images_per_class, instances, p_cls, r_cls, ap[:, 0], ap.mean(1)),
         "coco_stats": [float(s) for s in ev.stats],
     }
 

@@ -348,3 +348,29 @@ __all__ = [
     "Detect", "YOLOv5", "default_arch", "build_model", "channel_spec", "count_params",
     "count_gflops", "model_info", "parse_model_name", "make_divisible",
 ]
+
+
+def main(argv=None) -> int:
+    """``python -m detect.model --model yolov5s --nc 12 --img 384 640``: size and cost of a model."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m detect.model", description="Parameters and GFLOPs of a YOLOv5 model.")
+    p.add_argument("--model", default="yolov5s", help=f"one of {', '.join(SCALES)}")
+    p.add_argument("--nc", type=int, default=80, help="number of classes")
+    p.add_argument("--img", type=int, nargs=2, default=[640, 640], metavar=("H", "W"))
+    args = p.parse_args(argv)
+    from detect.cli import UsageError
+
+    try:
+        name = parse_model_name(args.model)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    model = build_model(default_arch(name, nc=args.nc)).eval()
+    print(f"{name} (nc={args.nc}): {model_info(model, tuple(args.img))}; fused: {model_info(model.fuse(), tuple(args.img))}")
+    return 0
+
+
+if __name__ == "__main__":
+    from detect.cli import run
+
+    run(main)

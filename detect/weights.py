@@ -139,6 +139,8 @@ def _torch_load(path: Path, extra_globals: list) -> Any:
         raise WeightsError(f"{path}: refused to load ({first}). Nothing was executed.") from None
     except (RuntimeError, EOFError, OSError) as e:
         raise WeightsError(f"{path}: unreadable or truncated checkpoint ({e})") from None
+    except Exception as e:  # a placeholder called with arguments, a malformed stream: refuse, never trace back
+        raise WeightsError(f"{path}: refused to load: malformed checkpoint ({type(e).__name__}: {e})") from None
 
 
 def _module_state(obj: _Inert, prefix: str = "") -> dict[str, torch.Tensor]:

@@ -1,0 +1,42 @@
+"""Shared fixtures: the ../shared folder (or $DETECT_SHARED), a tiny synthetic dataset, an isolated cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("DETECT_SHARED", REPO.parent / "shared"))
+
+
+def shared_path(rel: str) -> Path:
+    """A file under the shared folder, or skip the test saying exactly what is missing."""
+    p = SHARED / rel
+    if not p.exists():
+        pytest.skip(f"needs {p} (the shared data folder; set DETECT_SHARED to point elsewhere)")
+    return p
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    os.environ["DETECT_CACHE"] = str(tmp_path_factory.mktemp("label-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory) -> Path:
+    """12 synthetic images (10 train, 2 val) and their data.yaml."""
+    from detect.data.synthetic import generate
+
+    return generate(tmp_path_factory.mktemp("synthetic"), images=12, seed=3, val_fraction=0.2, workers=1)
+
+
+@pytest.fixture(scope="session")
+def yolov5n_pt() -> Path:
+    return shared_path("weights/yolov5n.pt")
+
+
+@pytest.fixture(scope="session")
+def coco128() -> Path:
+    return shared_path("datasets/coco128/data.yaml")
