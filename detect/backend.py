@@ -23,8 +23,8 @@ class TorchBackend:
         self.device, self.half = device, half
         if half:
             self.model.half()
-        if device.type == "cuda":
-            self.model.to(memory_format=torch.channels_last)
+        # NHWC is faster for these convolutions on CUDA and on CPU (oneDNN): 22% at 384x640 here.
+        self.model.to(memory_format=torch.channels_last)
         self.names: list[str] = self.ckpt["names"]
         self.stride = int(self.model.stride.max())
         self.fixed_shape: tuple[int, int] | None = None  # any stride-aligned shape works
@@ -32,9 +32,7 @@ class TorchBackend:
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
-        x = x.half() if self.half else x.float()
-        if self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = (x.half() if self.half else x.float()).contiguous(memory_format=torch.channels_last)
         return self.model(x).float()
 
 

@@ -24,12 +24,22 @@ def coco_ground_truth(samples: list[Sample], names: list[str]) -> COCO:
         images.append({"id": img_id, "file_name": s.path.name, "height": s.height, "width": s.width})
         for c, (cx, cy, w, h) in zip(s.classes.tolist(), s.boxes.tolist()):
             bw, bh = w * s.width, h * s.height
-            anns.append({
-                "id": len(anns) + 1, "image_id": img_id, "category_id": int(c), "iscrowd": 0,
-                "bbox": [(cx - w / 2) * s.width, (cy - h / 2) * s.height, bw, bh], "area": bw * bh,
-            })
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": img_id,
+                    "category_id": int(c),
+                    "iscrowd": 0,
+                    "bbox": [(cx - w / 2) * s.width, (cy - h / 2) * s.height, bw, bh],
+                    "area": bw * bh,
+                }
+            )
     gt = COCO()
-    gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": i, "name": n} for i, n in enumerate(names)]}
+    gt.dataset = {
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": i, "name": n} for i, n in enumerate(names)],
+    }
     with contextlib.redirect_stdout(io.StringIO()):
         gt.createIndex()
     return gt
@@ -104,13 +114,17 @@ def _precision_recall_at_best_f1(ev: COCOeval, nc: int, instances: np.ndarray):
 def _per_class(names, images, instances, p, r, ap50, ap):
     rows = []
     for c, name in enumerate(names):
-        rows.append({
-            "class": name, "images": int(images[c]), "instances": int(instances[c]),
-            "precision": None if p is None else float(p[c]),
-            "recall": None if r is None else float(r[c]),
-            "map50": None if ap50 is None or np.isnan(ap50[c]) else float(ap50[c]),
-            "map50_95": None if ap is None or np.isnan(ap[c]) else float(ap[c]),
-        })
+        rows.append(
+            {
+                "class": name,
+                "images": int(images[c]),
+                "instances": int(instances[c]),
+                "precision": None if p is None else float(p[c]),
+                "recall": None if r is None else float(r[c]),
+                "map50": None if ap50 is None or np.isnan(ap50[c]) else float(ap50[c]),
+                "map50_95": None if ap is None or np.isnan(ap[c]) else float(ap[c]),
+            }
+        )
     return rows
 
 
@@ -118,11 +132,16 @@ def format_table(result: dict, n_images: int, all_classes: bool = False) -> str:
     """The per-class table as YOLOv5 prints it; classes without instances are hidden unless asked."""
     head = f"{'Class':>20} {'Images':>8} {'Instances':>10} {'P':>7} {'R':>7} {'mAP50':>7} {'mAP50-95':>9}"
     total = sum(row["instances"] for row in result["per_class"])
-    lines = [head, f"{'all':>20} {n_images:>8} {total:>10} {result['precision']:>7.3f} {result['recall']:>7.3f} "
-             f"{result['map50']:>7.3f} {result['map50_95']:>9.3f}"]
+    lines = [
+        head,
+        f"{'all':>20} {n_images:>8} {total:>10} {result['precision']:>7.3f} {result['recall']:>7.3f} "
+        f"{result['map50']:>7.3f} {result['map50_95']:>9.3f}",
+    ]
     for row in result["per_class"]:
         if row["instances"] == 0 and not all_classes:
             continue
         f = [("-" if row[k] is None else f"{row[k]:.3f}") for k in ("precision", "recall", "map50", "map50_95")]
-        lines.append(f"{row['class']:>20} {row['images']:>8} {row['instances']:>10} {f[0]:>7} {f[1]:>7} {f[2]:>7} {f[3]:>9}")
+        lines.append(
+            f"{row['class']:>20} {row['images']:>8} {row['instances']:>10} {f[0]:>7} {f[1]:>7} {f[2]:>7} {f[3]:>9}"
+        )
     return "\n".join(lines)

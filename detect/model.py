@@ -344,9 +344,24 @@ def parse_model_name(name: str) -> str:
 
 
 __all__ = [
-    "SCALES", "DEFAULT_ANCHORS", "STRIDES", "Conv", "Bottleneck", "C3", "SPPF", "Concat",
-    "Detect", "YOLOv5", "default_arch", "build_model", "channel_spec", "count_params",
-    "count_gflops", "model_info", "parse_model_name", "make_divisible",
+    "SCALES",
+    "DEFAULT_ANCHORS",
+    "STRIDES",
+    "Conv",
+    "Bottleneck",
+    "C3",
+    "SPPF",
+    "Concat",
+    "Detect",
+    "YOLOv5",
+    "default_arch",
+    "build_model",
+    "channel_spec",
+    "count_params",
+    "count_gflops",
+    "model_info",
+    "parse_model_name",
+    "make_divisible",
 ]
 
 
@@ -366,7 +381,9 @@ def main(argv=None) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     model = build_model(default_arch(name, nc=args.nc)).eval()
-    print(f"{name} (nc={args.nc}): {model_info(model, tuple(args.img))}; fused: {model_info(model.fuse(), tuple(args.img))}")
+    print(
+        f"{name} (nc={args.nc}): {model_info(model, tuple(args.img))}; fused: {model_info(model.fuse(), tuple(args.img))}"
+    )
     return 0
 
 

@@ -40,8 +40,16 @@ def collect_sources(source: str) -> list[Path]:
     return files
 
 
-def detect_image(backend, img: np.ndarray, img_size: int, conf: float, iou: float, max_det: int = 1000,
-                 classes=None, agnostic: bool = False) -> tuple[torch.Tensor, Letterbox]:
+def detect_image(
+    backend,
+    img: np.ndarray,
+    img_size: int,
+    conf: float,
+    iou: float,
+    max_det: int = 1000,
+    classes=None,
+    agnostic: bool = False,
+) -> tuple[torch.Tensor, Letterbox]:
     """One BGR image -> (n, 6) x1, y1, x2, y2, score, class in original pixels."""
     net, lb = prepare_image(img, img_size, backend.stride, shape=backend.fixed_shape)
     x = to_tensor(net)[None].float().div_(255)
@@ -62,8 +70,16 @@ def draw(img: np.ndarray, det: torch.Tensor, names: list[str]) -> np.ndarray:
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, thick / 3, max(1, thick - 1))
         top = p1[1] - th - 3 if p1[1] - th - 3 >= 0 else p1[1] + th + 3
         cv2.rectangle(out, (p1[0], top), (p1[0] + tw, p1[1]), colour, -1, cv2.LINE_AA)
-        cv2.putText(out, label, (p1[0], max(top + th, th)), cv2.FONT_HERSHEY_SIMPLEX, thick / 3, (255, 255, 255),
-                    max(1, thick - 1), cv2.LINE_AA)
+        cv2.putText(
+            out,
+            label,
+            (p1[0], max(top + th, th)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            thick / 3,
+            (255, 255, 255),
+            max(1, thick - 1),
+            cv2.LINE_AA,
+        )
     return out
 
 
@@ -71,14 +87,19 @@ def yolo_lines(det: torch.Tensor, h: int, w: int) -> list[str]:
     """``class cx cy w h score`` normalised, one line per detection (YOLOv5 --save-txt --save-conf)."""
     lines = []
     for x1, y1, x2, y2, score, cls in det.tolist():
-        lines.append(f"{int(cls)} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} "
-                     f"{(y2 - y1) / h:.6f} {score:.5f}")
+        lines.append(
+            f"{int(cls)} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} "
+            f"{(y2 - y1) / h:.6f} {score:.5f}"
+        )
     return lines
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m detect.predict", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m detect.predict",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--weights", required=True, help="our .pt checkpoint or an official YOLOv5 .pt")
     p.add_argument("--source", required=True, help="an image, a folder or a glob pattern (quote it)")
     p.add_argument("--img", type=int, default=640, help="long side of the network input, pixels")
@@ -112,14 +133,17 @@ def main(argv=None) -> int:
         except OSError as e:
             failed.append(str(e))
             continue
-        det, lb = detect_image(backend, img, args.img, args.conf, args.iou, args.max_det, args.classes, args.agnostic_nms)
+        det, lb = detect_image(
+            backend, img, args.img, args.conf, args.iou, args.max_det, args.classes, args.agnostic_nms
+        )
         h, w = img.shape[:2]
         (args.out / "labels" / f"{f.stem}.txt").write_text("".join(s + "\n" for s in yolo_lines(det, h, w)))
         if args.save_images:
             cv2.imwrite(str(args.out / f.name), draw(img, det, backend.names))
         for x1, y1, x2, y2, score, cls in det.tolist():
-            results.append({"file_name": f.name, "category_id": int(cls), "bbox": [x1, y1, x2 - x1, y2 - y1],
-                            "score": score})
+            results.append(
+                {"file_name": f.name, "category_id": int(cls), "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score}
+            )
     print(f"{len(results)} detections in {len(files) - len(failed)} images -> {args.out}")
     for msg in failed:
         print(f"skipped: {msg}")

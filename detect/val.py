@@ -79,8 +79,11 @@ def run_eval(
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m detect.val", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m detect.val",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--weights", required=True, help="our .pt checkpoint or an official YOLOv5 .pt")
     p.add_argument("--data", required=True, help="data.yaml")
     p.add_argument("--split", default="val", choices=["train", "val", "test"])
@@ -117,15 +120,33 @@ def main(argv=None) -> int:
     if not samples:
         raise cli.UsageError(f"{args.data}: the '{args.split}' split has no usable images")
     result, dets = run_eval(
-        backend, samples, cfg.names, args.img, args.batch, args.conf, args.iou, args.max_det,
-        stride=backend.stride, workers=args.workers, fixed_shape=backend.fixed_shape,
+        backend,
+        samples,
+        cfg.names,
+        args.img,
+        args.batch,
+        args.conf,
+        args.iou,
+        args.max_det,
+        stride=backend.stride,
+        workers=args.workers,
+        fixed_shape=backend.fixed_shape,
     )
     print(format_table(result, len(samples), args.all_classes))
     s = result["speed_ms"]
-    print(f"Speed: {s['pre']:.1f} ms pre, {s['inference']:.1f} ms inference, {s['nms']:.1f} ms NMS per image "
-          f"at batch {args.batch}, img {args.img}; {result['wall_s']:.1f} s in all")
-    result.update(weights=str(args.weights), data=str(args.data), split=args.split, img=args.img,
-                  conf=args.conf, iou=args.iou, label_issues=report.counts())
+    print(
+        f"Speed: {s['pre']:.1f} ms pre, {s['inference']:.1f} ms inference, {s['nms']:.1f} ms NMS per image "
+        f"at batch {args.batch}, img {args.img}; {result['wall_s']:.1f} s in all"
+    )
+    result.update(
+        weights=str(args.weights),
+        data=str(args.data),
+        split=args.split,
+        img=args.img,
+        conf=args.conf,
+        iou=args.iou,
+        label_issues=report.counts(),
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))

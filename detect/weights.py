@@ -186,7 +186,9 @@ def import_official(raw: dict, path: str | os.PathLike = "<official>") -> dict:
     arch["strides"] = [int(s) for s in strides.tolist()]
     skeleton = YOLOv5(arch)  # default widths at these multiples: the names of every Conv
     arch["channels"] = {
-        name: int(sd[f"{name}.conv.weight"].shape[0]) for name in skeleton.arch["channels"] if f"{name}.conv.weight" in sd
+        name: int(sd[f"{name}.conv.weight"].shape[0])
+        for name in skeleton.arch["channels"]
+        if f"{name}.conv.weight" in sd
     }
     ckpt = {
         "format": FORMAT,
@@ -194,7 +196,12 @@ def import_official(raw: dict, path: str | os.PathLike = "<official>") -> dict:
         "names": [str(n) for n in names],
         "model": sd,
         "ema": None,
-        "meta": {"source": "official YOLOv5", "file": Path(path).name, "date": raw.get("date"), "epoch": raw.get("epoch")},
+        "meta": {
+            "source": "official YOLOv5",
+            "file": Path(path).name,
+            "date": raw.get("date"),
+            "epoch": raw.get("epoch"),
+        },
     }
     build_from_checkpoint(ckpt, path)  # validates every key and shape now, with a clear error
     return ckpt

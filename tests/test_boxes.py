@@ -71,12 +71,14 @@ def _pred(rows, nc=3):
 
 
 def test_nms_by_hand():
-    pred = _pred([
-        (50, 50, 20, 20, 0.9, 0, 1.0),  # kept
-        (51, 50, 20, 20, 0.8, 0, 1.0),  # IoU 0.9 with the first, same class: suppressed
-        (51, 50, 20, 20, 0.7, 1, 1.0),  # same place, other class: kept
-        (150, 150, 10, 10, 0.5, 2, 0.4),  # score 0.2 < conf 0.25: dropped
-    ])
+    pred = _pred(
+        [
+            (50, 50, 20, 20, 0.9, 0, 1.0),  # kept
+            (51, 50, 20, 20, 0.8, 0, 1.0),  # IoU 0.9 with the first, same class: suppressed
+            (51, 50, 20, 20, 0.7, 1, 1.0),  # same place, other class: kept
+            (150, 150, 10, 10, 0.5, 2, 0.4),  # score 0.2 < conf 0.25: dropped
+        ]
+    )
     det = non_max_suppression(pred, conf_thres=0.25, iou_thres=0.45)[0]
     assert det[:, 5].tolist() == [0, 1]
     assert torch.allclose(det[0], torch.tensor([40.0, 40, 60, 60, 0.9, 0]))
@@ -92,7 +94,9 @@ def test_nms_multi_label_keeps_each_class_above_threshold():
     pred[0, 0, :5] = torch.tensor([10.0, 10, 4, 4, 1.0])
     pred[0, 0, 5:] = torch.tensor([0.6, 0.3, 0.001])
     det = non_max_suppression(pred, conf_thres=0.01, iou_thres=0.5, multi_label=True)[0]
-    assert sorted(det[:, 5].tolist()) == [0, 1] and torch.allclose(det[:, 4].sort(descending=True).values, torch.tensor([0.6, 0.3]))
+    assert sorted(det[:, 5].tolist()) == [0, 1] and torch.allclose(
+        det[:, 4].sort(descending=True).values, torch.tensor([0.6, 0.3])
+    )
     assert non_max_suppression(pred, 0.01, 0.5)[0][:, 5].tolist() == [0]
 
 

@@ -2,7 +2,6 @@ import json
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -36,25 +35,38 @@ def _kinds(report):
 
 
 def test_yolo_label_every_bad_line(tmp_path):
-    path = _label(tmp_path, "\n".join([
-        "0 0.5 0.5 0.2 0.2",        # 1 fine
-        "1 0.5 0.5 0.2",            # 2 wrong column count
-        "x 0.5 0.5 0.2 0.2",        # 3 non-numeric
-        "7 0.5 0.5 0.2 0.2",        # 4 class >= nc (3)
-        "1.5 0.5 0.5 0.2 0.2",      # 5 non-integer class
-        "1 0.5 0.5 0 0.2",          # 6 zero width
-        "1 0.5 0.5 0.2 -0.1",       # 7 negative height
-        "2 0.95 0.5 0.2 0.2",       # 8 out of bounds: clipped to x 0.85..1.0
-        "2 1.5 0.5 0.2 0.2",        # 9 entirely outside
-        "0 0.5 0.5 0.2 0.2",        # 10 duplicate of line 1
-        "",                          # blank lines are fine
-        "1 0.2 0.2 0.1 0.1",        # 12 fine
-    ]))
+    path = _label(
+        tmp_path,
+        "\n".join(
+            [
+                "0 0.5 0.5 0.2 0.2",  # 1 fine
+                "1 0.5 0.5 0.2",  # 2 wrong column count
+                "x 0.5 0.5 0.2 0.2",  # 3 non-numeric
+                "7 0.5 0.5 0.2 0.2",  # 4 class >= nc (3)
+                "1.5 0.5 0.5 0.2 0.2",  # 5 non-integer class
+                "1 0.5 0.5 0 0.2",  # 6 zero width
+                "1 0.5 0.5 0.2 -0.1",  # 7 negative height
+                "2 0.95 0.5 0.2 0.2",  # 8 out of bounds: clipped to x 0.85..1.0
+                "2 1.5 0.5 0.2 0.2",  # 9 entirely outside
+                "0 0.5 0.5 0.2 0.2",  # 10 duplicate of line 1
+                "",  # blank lines are fine
+                "1 0.2 0.2 0.1 0.1",  # 12 fine
+            ]
+        ),
+    )
     report = LabelReport()
     classes, boxes = parse_yolo_label(path, nc=3, report=report)
-    assert _kinds(report) == [("malformed", 2), ("malformed", 3), ("bad_class", 4), ("bad_class", 5),
-                              ("non_positive_size", 6), ("non_positive_size", 7), ("out_of_bounds", 8),
-                              ("outside", 9), ("duplicate", 10)]
+    assert _kinds(report) == [
+        ("malformed", 2),
+        ("malformed", 3),
+        ("bad_class", 4),
+        ("bad_class", 5),
+        ("non_positive_size", 6),
+        ("non_positive_size", 7),
+        ("out_of_bounds", 8),
+        ("outside", 9),
+        ("duplicate", 10),
+    ]
     assert classes.tolist() == [0, 2, 1]
     np.testing.assert_allclose(boxes[1], [0.925, 0.5, 0.15, 0.2], atol=1e-6)
     assert all(str(path) + ":" in str(i) for i in report.issues)  # every message names file:line
@@ -127,14 +139,17 @@ def test_data_yaml_variants(tmp_path):
     assert yolo_label_path(Path("/x/images/y/images/z/1.jpg")) == Path("/x/images/y/labels/z/1.txt")
 
 
-@pytest.mark.parametrize("body,message", [
-    ("train: images/train\n", "no 'names' entry"),
-    ("train: images/train\nnames: [a]\nnc: 2\n", "nc is 2 but 1 names"),
-    ("train: nowhere\nnames: [a]\n", "is not a folder or a .txt image list"),
-    ("train: empty\nnames: [a]\n", "has no images"),
-    ("names: [a]\n", "no 'train', 'val' or 'test' entry"),
-    ("- just\n- a list\n", "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ("train: images/train\n", "no 'names' entry"),
+        ("train: images/train\nnames: [a]\nnc: 2\n", "nc is 2 but 1 names"),
+        ("train: nowhere\nnames: [a]\n", "is not a folder or a .txt image list"),
+        ("train: empty\nnames: [a]\n", "has no images"),
+        ("names: [a]\n", "no 'train', 'val' or 'test' entry"),
+        ("- just\n- a list\n", "expected a mapping"),
+    ],
+)
 def test_data_yaml_errors(tmp_path, body, message):
     (tmp_path / "empty").mkdir()
     (tmp_path / "bad.yaml").write_text(body)
@@ -175,8 +190,10 @@ def test_coco_json_reader(tmp_path):
     for i in range(2):
         _image(tmp_path / "imgs" / f"{i}.jpg", h=100, w=200)
     doc = {
-        "images": [{"id": 10, "file_name": "0.jpg", "width": 200, "height": 100},
-                   {"id": 11, "file_name": "gone.jpg", "width": 200, "height": 100}],
+        "images": [
+            {"id": 10, "file_name": "0.jpg", "width": 200, "height": 100},
+            {"id": 11, "file_name": "gone.jpg", "width": 200, "height": 100},
+        ],
         "categories": [{"id": 5, "name": "cat"}, {"id": 9, "name": "dog"}, {"id": 12, "name": "emu"}],
         "annotations": [
             {"id": 1, "image_id": 10, "category_id": 9, "bbox": [20, 10, 40, 20], "iscrowd": 0},
@@ -201,7 +218,8 @@ def test_voc_xml_reader(tmp_path):
         "<annotation><size><width>200</width><height>100</height></size>"
         "<object><name>dog</name><bndbox><xmin>20</xmin><ymin>10</ymin><xmax>60</xmax><ymax>30</ymax></bndbox></object>"
         "<object><name>yak</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>"
-        "</annotation>")
+        "</annotation>"
+    )
     (tmp_path / "d.yaml").write_text("train: {images: JPEGImages, voc: Annotations}\nnames: [cat, dog]\n")
     samples, report = scan_split(load_data_config(tmp_path / "d.yaml"), "train", progress=False)
     assert samples[0].classes.tolist() == [1]

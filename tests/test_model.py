@@ -1,7 +1,18 @@
 import pytest
 import torch
 
-from detect.model import C3, SPPF, Bottleneck, Conv, Detect, YOLOv5, build_model, count_gflops, count_params, default_arch
+from detect.model import (
+    C3,
+    SPPF,
+    Bottleneck,
+    Conv,
+    Detect,
+    YOLOv5,
+    build_model,
+    count_gflops,
+    count_params,
+    default_arch,
+)
 
 # Published YOLOv5 v6 table at 640x640, nc=80: (params in millions, GFLOPs).
 PUBLISHED = {
@@ -67,7 +78,9 @@ def test_state_dict_keys_follow_official_layout():
 
 def test_rebuild_from_pruned_channel_spec():
     arch = default_arch("yolov5n", nc=4)
-    arch["channels"].update({"model.0": 8, "model.2.cv1": 12, "model.2.m.0.cv1": 5, "model.9.cv1": 40, "model.17.cv3": 24})
+    arch["channels"].update(
+        {"model.0": 8, "model.2.cv1": 12, "model.2.m.0.cv1": 5, "model.9.cv1": 40, "model.17.cv3": 24}
+    )
     pruned = YOLOv5(arch)
     assert pruned.model[2].m[0].cv2.conv.out_channels == 12  # residual keeps the C3.cv1 width
     rebuilt = YOLOv5(pruned.arch)

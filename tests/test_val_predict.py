@@ -66,8 +66,22 @@ def untrained_ckpt(tmp_path_factory):
 
 def test_val_cli_on_tiny_synthetic(tmp_path, tiny_synthetic, untrained_ckpt):
     out = tmp_path / "m.json"
-    r = _run("-m", "detect.val", "--weights", str(untrained_ckpt), "--data", str(tiny_synthetic), "--img", "320",
-             "--batch", "2", "--workers", "0", "--json", str(out))
+    r = _run(
+        "-m",
+        "detect.val",
+        "--weights",
+        str(untrained_ckpt),
+        "--data",
+        str(tiny_synthetic),
+        "--img",
+        "320",
+        "--batch",
+        "2",
+        "--workers",
+        "0",
+        "--json",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     m = json.loads(out.read_text())
     assert {"map50", "map50_95", "precision", "recall", "per_class", "speed_ms"} <= m.keys()
@@ -79,8 +93,20 @@ def test_val_cli_on_tiny_synthetic(tmp_path, tiny_synthetic, untrained_ckpt):
 @pytest.mark.slow
 def test_val_yolov5n_on_coco128(tmp_path, yolov5n_pt, coco128):
     out = tmp_path / "m.json"
-    r = _run("-m", "detect.val", "--weights", str(yolov5n_pt), "--data", str(coco128), "--img", "640",
-             "--batch", "16", "--json", str(out))
+    r = _run(
+        "-m",
+        "detect.val",
+        "--weights",
+        str(yolov5n_pt),
+        "--data",
+        str(coco128),
+        "--img",
+        "640",
+        "--batch",
+        "16",
+        "--json",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     m = json.loads(out.read_text())
     for key, ref in COCO128_YOLOV5N.items():
@@ -92,8 +118,21 @@ def test_predict_on_demo_photos(tmp_path, yolov5n_pt):
 
     images = shared_path("images")
     out = tmp_path / "pred.json"
-    r = _run("-m", "detect.predict", "--weights", str(yolov5n_pt), "--source", str(images), "--out", str(tmp_path),
-             "--json", str(out), "--save-images", "--device", "cpu")
+    r = _run(
+        "-m",
+        "detect.predict",
+        "--weights",
+        str(yolov5n_pt),
+        "--source",
+        str(images),
+        "--out",
+        str(tmp_path),
+        "--json",
+        str(out),
+        "--save-images",
+        "--device",
+        "cpu",
+    )
     assert r.returncode == 0, r.stderr
     dets = json.loads(out.read_text())
     assert all(set(d) == {"file_name", "category_id", "bbox", "score"} for d in dets)
@@ -104,7 +143,9 @@ def test_predict_on_demo_photos(tmp_path, yolov5n_pt):
     for d in zidane:  # original pixels: inside the 720x1280 photo
         x, y, w, h = d["bbox"]
         assert 0 <= x and 0 <= y and x + w <= 1280.01 and y + h <= 720.01 and d["score"] >= 0.25
-    assert (tmp_path / "bus.jpg").is_file() and (tmp_path / "labels" / "zidane.txt").read_text().count("\n") == len(zidane)
+    assert (tmp_path / "bus.jpg").is_file() and (tmp_path / "labels" / "zidane.txt").read_text().count("\n") == len(
+        zidane
+    )
 
 
 def test_predict_1080x1920_runs_at_384x640(untrained_ckpt):
