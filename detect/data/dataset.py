@@ -1,0 +1,74 @@
+"""Image loading and the evaluation dataset (rectangular batches, as the official val.py).
+
+Evaluation sorts images by aspect ratio and gives each batch the smallest stride-aligned
+shape that holds all of its images (``boxes.batch_shapes``): far less padding than square
+640x640 inputs, and the same input the official implementation sees, hence the same mAP.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from detect.boxes import Letterbox, batch_shapes, prepare_image
+from detect.data.labels import Sample
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """BGR uint8 HxWx3, EXIF orientation applied, grey/RGBA/16-bit converted (cv2.IMREAD_COLOR)."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise OSError(f"{path}: cannot be decoded as an image; re-export or remove it")
+    return img
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """HWC BGR uint8 -> CHW RGB uint8 tensor (contiguous)."""
+    return torch.from_numpy(np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1)))
+
+
+class EvalDataset(Dataset):
+    """Samples in aspect-ratio order, each letterboxed to its batch's shape.
+
+    Items are ``(image CHW uint8, Letterbox, sample index)``; use ``loader()`` to get batches
+    whose members share one shape.
+    """
+
+    def __init__(self, samples: list[Sample], img_size: int = 640, batch_size: int = 16, stride: int = 32, rect: bool = True):
+        self.img_size, self.batch_size, self.stride = img_size, batch_size, stride
+        hw = np.array([[s.height, s.width] for s in samples], dtype=np.float64).reshape(-1, 2)
+        self.order = np.argsort(hw[:, 0] / hw[:, 1], kind="stable") if rect else np.arange(len(samples))
+        self.samples = samples
+        if rect and len(samples):
+            self.shapes = batch_shapes(hw[self.order], batch_size, img_size, stride)
+        else:
+            self.shapes = np.full((max(1, -(-len(samples) // batch_size)), 2), img_size)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, Letterbox, int]:
+        index = int(self.order[i])
+        img = load_image(self.samples[index].path)
+        shape = tuple(int(v) for v in self.shapes[i // self.batch_size])
+        out, lb = prepare_image(img, self.img_size, self.stride, shape=shape)
+        return to_tensor(out), lb, index
+
+    @staticmethod
+    def collate(batch):
+        images, boxes, indices = zip(*batch)
+        return torch.stack(images), list(boxes), list(indices)
+
+    def loader(self, workers: int = 2) -> DataLoader:
+        return DataLoader(
+            self,
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=workers,
+            collate_fn=self.collate,
+            persistent_workers=False,
+        )

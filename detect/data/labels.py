@@ -1,0 +1,360 @@
+"""Label reading and validation, shared by every stage.
+
+YOLO txt, COCO JSON and Pascal VOC XML are read into one list of ``Sample`` (normalised
+cx, cy, w, h boxes + class ids, relative to the image as displayed, i.e. after EXIF
+rotation). Every problem is recorded as an ``Issue`` naming the file and line and what was
+done: a line is *skipped*, a box *clipped*, a duplicate *removed*, an image *excluded* or
+*used as background*. Nothing is dropped without an Issue; ``LabelReport`` counts them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import xml.etree.ElementTree as ET
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from detect.data.config import DataConfig, DataError, SplitSource, yolo_label_path
+
+CACHE_VERSION = 2  # bump whenever the validator's rules change: it is part of the cache key
+# Labels written with 6 decimals overshoot the border by up to 5e-7; that is rounding, not an error.
+ROUNDING_TOLERANCE = 1e-4
+EXIF_ORIENTATION = 0x0112
+
+# kind -> what happens to the data; also the order of the printed summary
+ACTIONS = {
+    "corrupt_image": "image excluded",
+    "missing_image": "annotation ignored",
+    "malformed": "line skipped",
+    "bad_class": "line skipped",
+    "unknown_category": "box skipped",
+    "non_positive_size": "line skipped",
+    "outside": "line skipped",
+    "out_of_bounds": "box clipped to the image",
+    "duplicate": "duplicate removed",
+    "crowd": "crowd box skipped",
+    "missing_label": "image used as background",
+    "empty_label": "image used as background",
+    "exif_rotated": "EXIF orientation applied; labels read against the rotated image",
+    "converted_image": "converted to 8-bit 3-channel when loaded",
+}
+HOW_TO_FIX = {
+    "corrupt_image": "re-export or remove the image",
+    "malformed": "each line must be 'class cx cy w h' with numbers",
+    "bad_class": "class ids must be integers in 0..nc-1; check 'names' in data.yaml",
+    "unknown_category": "add the category to 'names' in data.yaml or remove the annotation",
+    "non_positive_size": "width and height must be > 0",
+    "outside": "the box lies outside the image; fix or remove it",
+}
+
+
+@dataclass
+class Issue:
+    kind: str
+    file: str
+    line: int | None
+    detail: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        fix = HOW_TO_FIX.get(self.kind)
+        return f"{where}: {self.detail} -> {ACTIONS[self.kind]}" + (f" ({fix})" if fix else "")
+
+
+@dataclass
+class LabelReport:
+    issues: list[Issue] = field(default_factory=list)
+
+    def add(self, kind: str, file, line: int | None, detail: str) -> None:
+        self.issues.append(Issue(kind, str(file), line, detail))
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(i.kind for i in self.issues)
+        return {k: c[k] for k in ACTIONS if c[k]}
+
+    def lines(self, per_kind: int = 5) -> list[str]:
+        """Human summary: a count per kind and the first few occurrences of each."""
+        out = []
+        for kind, n in self.counts().items():
+            out.append(f"{n} x {kind} ({ACTIONS[kind]})")
+            shown = [i for i in self.issues if i.kind == kind][:per_kind]
+            out += [f"    {i}" for i in shown]
+            if n > len(shown):
+                out.append(f"    ... and {n - len(shown)} more")
+        return out
+
+    def write(self, path: Path) -> None:
+        path.write_text("".join(f"{i.kind}\t{i}\n" for i in self.issues))
+
+
+@dataclass
+class Sample:
+    path: Path
+    height: int
+    width: int
+    classes: np.ndarray  # (n,) int64
+    boxes: np.ndarray  # (n, 4) float32 normalised cx, cy, w, h
+
+
+# --------------------------------------------------------------------------- images
+def read_image_header(path: Path, report: LabelReport) -> tuple[int, int] | None:
+    """(h, w) as displayed, from the header only; ``None`` (and an Issue) if unusable."""
+    try:
+        with Image.open(path) as im:
+            im.verify()  # must come straight after open; the image object is unusable afterwards
+        with Image.open(path) as im:
+            w, h = im.size
+            mode = im.mode
+            orientation = im.getexif().get(EXIF_ORIENTATION, 1)
+        if path.suffix.lower() in (".jpg", ".jpeg"):
+            with open(path, "rb") as f:
+                f.seek(-2, os.SEEK_END)
+                if f.read() != b"\xff\xd9":
+                    report.add("corrupt_image", path, None, "JPEG is truncated (no end-of-image marker)")
+                    return None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        report.add("corrupt_image", path, None, f"cannot be read as an image ({e})")
+        return None
+    if orientation in (5, 6, 7, 8):
+        w, h = h, w
+    if orientation not in (1, None):
+        report.add("exif_rotated", path, None, f"EXIF orientation {orientation}")
+    if mode not in ("RGB", "YCbCr"):
+        report.add("converted_image", path, None, f"pixel mode {mode}")
+    return h, w
+
+
+# --------------------------------------------------------------------------- boxes
+def _finish_boxes(rows: list[tuple[int, int, float, float, float, float]], file: Path, report: LabelReport):
+    """rows of (line, cls, x1, y1, x2, y2) normalised -> clipped, de-duplicated cx,cy,w,h arrays."""
+    classes, boxes, seen = [], [], set()
+    for line, cls, x1, y1, x2, y2 in rows:
+        c = (min(max(x1, 0.0), 1.0), min(max(y1, 0.0), 1.0), min(max(x2, 0.0), 1.0), min(max(y2, 0.0), 1.0))
+        if c[2] <= c[0] or c[3] <= c[1]:
+            report.add("outside", file, line, f"box {x1:.4g},{y1:.4g},{x2:.4g},{y2:.4g} has no area inside the image")
+            continue
+        excess = max(-x1, -y1, x2 - 1.0, y2 - 1.0)
+        if excess > ROUNDING_TOLERANCE:
+            report.add("out_of_bounds", file, line, f"box reaches {excess:.4g} outside [0, 1]")
+        key = (cls, *(round(v, 6) for v in c))
+        if key in seen:
+            report.add("duplicate", file, line, "same class and box as an earlier line")
+            continue
+        seen.add(key)
+        classes.append(cls)
+        boxes.append(((c[0] + c[2]) / 2, (c[1] + c[3]) / 2, c[2] - c[0], c[3] - c[1]))
+    return np.array(classes, dtype=np.int64), np.array(boxes, dtype=np.float32).reshape(-1, 4)
+
+
+def parse_yolo_label(path: Path, nc: int, report: LabelReport):
+    """One YOLO txt file -> (classes, boxes). A missing or empty file is a background image."""
+    if not path.is_file():
+        report.add("missing_label", path, None, "no label file")
+        return np.zeros(0, np.int64), np.zeros((0, 4), np.float32)
+    rows, seen_lines = [], 0
+    for n, text in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        parts = text.split()
+        if not parts:
+            continue
+        seen_lines += 1
+        if len(parts) != 5:
+            report.add("malformed", path, n, f"{len(parts)} columns, expected 5")
+            continue
+        try:
+            vals = [float(p) for p in parts]
+        except ValueError:
+            report.add("malformed", path, n, f"non-numeric value in {text.strip()!r}")
+            continue
+        cls, cx, cy, w, h = vals
+        if not cls.is_integer() or not 0 <= cls < nc:
+            report.add("bad_class", path, n, f"class {parts[0]} not in 0..{nc - 1}")
+            continue
+        if not (w > 0 and h > 0) or not all(np.isfinite(vals)):
+            report.add("non_positive_size", path, n, f"width {w:g}, height {h:g}")
+            continue
+        rows.append((n, int(cls), cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+    if not seen_lines:
+        report.add("empty_label", path, None, "no boxes")
+    return _finish_boxes(rows, path, report)
+
+
+def read_coco(json_path: Path, images: list[Path], names: list[str], report: LabelReport):
+    """COCO instances JSON -> {image path: (classes, boxes)}; categories matched to ``names`` by name."""
+    try:
+        doc = json.loads(json_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{json_path}: not readable COCO JSON ({e})") from None
+    index = {n: i for i, n in enumerate(names)}
+    cats = {c["id"]: c["name"] for c in doc.get("categories", [])}
+    by_name = {Path(p).name: p for p in images}
+    info, rows = {}, {}
+    for im in doc.get("images", []):
+        p = by_name.get(Path(im["file_name"]).name)
+        if p is None:
+            report.add("missing_image", json_path, None, f"image {im['file_name']!r} not found in the images folder")
+            continue
+        info[im["id"]] = (p, float(im["width"]), float(im["height"]))
+        rows[p] = []
+    for k, a in enumerate(doc.get("annotations", [])):
+        if a.get("image_id") not in info:
+            continue
+        p, w, h = info[a["image_id"]]
+        name = cats.get(a.get("category_id"), str(a.get("category_id")))
+        where = f"annotation #{k} (id {a.get('id')})"
+        if a.get("iscrowd"):
+            report.add("crowd", json_path, None, f"{where}: iscrowd=1")
+            continue
+        if name not in index:
+            report.add("unknown_category", json_path, None, f"{where}: category {name!r} not in names")
+            continue
+        x, y, bw, bh = a["bbox"]
+        if bw <= 0 or bh <= 0:
+            report.add("non_positive_size", json_path, None, f"{where}: bbox {a['bbox']}")
+            continue
+        rows[p].append((k + 1, index[name], x / w, y / h, (x + bw) / w, (y + bh) / h))
+    return {p: _finish_boxes(r, json_path, report) for p, r in rows.items()}
+
+
+def parse_voc(xml_path: Path, names: list[str], report: LabelReport):
+    """One Pascal VOC XML file -> (classes, boxes); 'difficult' objects are kept."""
+    if not xml_path.is_file():
+        report.add("missing_label", xml_path, None, "no VOC annotation file")
+        return np.zeros(0, np.int64), np.zeros((0, 4), np.float32)
+    try:
+        root = ET.parse(xml_path).getroot()
+        w = float(root.findtext("size/width"))
+        h = float(root.findtext("size/height"))
+    except (ET.ParseError, TypeError, ValueError) as e:
+        report.add("malformed", xml_path, None, f"unreadable VOC XML ({e})")
+        return np.zeros(0, np.int64), np.zeros((0, 4), np.float32)
+    index = {n: i for i, n in enumerate(names)}
+    rows = []
+    for k, obj in enumerate(root.iter("object"), 1):
+        name = (obj.findtext("name") or "").strip()
+        if name not in index:
+            report.add("unknown_category", xml_path, None, f"object #{k}: {name!r} not in names")
+            continue
+        try:
+            x1, y1, x2, y2 = (float(obj.findtext(f"bndbox/{t}")) for t in ("xmin", "ymin", "xmax", "ymax"))
+        except (TypeError, ValueError):
+            report.add("malformed", xml_path, None, f"object #{k}: bndbox is incomplete")
+            continue
+        if x2 <= x1 or y2 <= y1:
+            report.add("non_positive_size", xml_path, None, f"object #{k}: {x1},{y1},{x2},{y2}")
+            continue
+        rows.append((k, index[name], x1 / w, y1 / h, x2 / w, y2 / h))
+    return _finish_boxes(rows, xml_path, report)
+
+
+# --------------------------------------------------------------------------- scanning
+def _label_file(src: SplitSource, image: Path) -> Path | None:
+    if src.format == "yolo":
+        return yolo_label_path(image)
+    if src.format == "voc":
+        return src.labels / f"{image.stem}.xml"
+    return None
+
+
+def _fingerprint(src: SplitSource, nc: int, names: list[str]) -> str:
+    h = hashlib.sha1(f"{CACHE_VERSION}|{src.format}|{names}".encode())
+    files = list(src.images) + [f for f in (_label_file(src, p) for p in src.images) if f]
+    if src.labels and src.labels.is_file():
+        files.append(src.labels)
+    for f in files:
+        try:
+            st = f.stat()
+            h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except FileNotFoundError:
+            h.update(f"{f}|missing\n".encode())
+    return h.hexdigest()
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DETECT_CACHE", Path.home() / ".cache" / "detect"))
+
+
+def _scan_one(job: tuple) -> tuple[Sample | None, list[Issue]]:
+    """Header + labels of one image (module level so a process pool can run it)."""
+    image, fmt, label_file, names, coco_entry = job
+    local = LabelReport()
+    hw = read_image_header(image, local)
+    if fmt == "coco":
+        if coco_entry is None:
+            local.add("missing_label", image, None, "image not listed in the COCO JSON")
+            coco_entry = (np.zeros(0, np.int64), np.zeros((0, 4), np.float32))
+        classes, boxes = coco_entry
+    elif fmt == "voc":
+        classes, boxes = parse_voc(label_file, names, local)
+    else:
+        classes, boxes = parse_yolo_label(label_file, len(names), local)
+    return (Sample(image, hw[0], hw[1], classes, boxes) if hw else None), local.issues
+
+
+# Below this many images a process pool costs more to start than it saves.
+_PROCESS_POOL_MIN = 2000
+
+
+def scan_split(cfg: DataConfig, split: str, workers: int = 2, use_cache: bool = True, progress: bool = True):
+    """All samples of a split and the report of every problem found; cached by sizes and mtimes.
+
+    Headers and label files are read in ``workers`` processes for large splits.
+    """
+    src = cfg.split(split)
+    key = _fingerprint(src, cfg.nc, cfg.names)
+    cache = cache_dir() / f"labels-{key}.json"
+    if use_cache and cache.is_file():
+        try:
+            return _read_cache(cache)
+        except (OSError, ValueError, KeyError):
+            pass  # stale or partial cache: fall through and rescan
+    report = LabelReport()
+    coco = read_coco(src.labels, src.images, cfg.names, report) if src.format == "coco" else {}
+    jobs = [(p, src.format, _label_file(src, p), cfg.names, coco.get(p)) for p in src.images]
+    samples = []
+    bar = dict(total=len(jobs), desc=f"scan {split}", disable=not progress, leave=False, unit="img")
+    if workers > 1 and len(jobs) >= _PROCESS_POOL_MIN:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(tqdm(pool.map(_scan_one, jobs, chunksize=512), **bar))
+    else:
+        results = [_scan_one(j) for j in tqdm(jobs, **bar)]
+    for sample, issues in results:
+        report.issues += issues
+        if sample is not None:
+            samples.append(sample)
+    if use_cache:
+        _write_cache(cache, samples, report)
+    return samples, report
+
+
+def _write_cache(path: Path, samples: list[Sample], report: LabelReport) -> None:
+    doc = {
+        "version": CACHE_VERSION,
+        "samples": [[str(s.path), s.height, s.width, s.classes.tolist(), s.boxes.tolist()] for s in samples],
+        "issues": [[i.kind, i.file, i.line, i.detail] for i in report.issues],
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, path)
+    except OSError as e:  # a read-only home must not stop the run
+        print(f"note: label cache not written to {path} ({e})")
+
+
+def _read_cache(path: Path):
+    doc = json.loads(path.read_text())
+    if doc["version"] != CACHE_VERSION:
+        raise ValueError("cache version")
+    samples = [
+        Sample(Path(p), h, w, np.array(c, np.int64), np.array(b, np.float32).reshape(-1, 4))
+        for p, h, w, c, b in doc["samples"]
+    ]
+    return samples, LabelReport([Issue(*i) for i in doc["issues"]])
