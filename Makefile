@@ -16,7 +16,7 @@ DEVICE ?= cpu
 SOURCE ?= $(SHARED)/images
 OUT ?= runs
 
-.PHONY: setup data check-data val predict demo test lint clean help
+.PHONY: setup data check-data analyze val predict demo test lint clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ data: setup $(if $(filter $(SYNTH_DIR)/data.yaml,$(DATA)),$(SYNTH_DIR)/data.yaml
 check-data: data  ## validate DATA's labels and images; report every problem
 	$(PY) -m detect.data --data $(DATA) --out $(OUT)/check-data
 
+analyze: data  ## dataset analysis of DATA at IMG: report.html, summary.json, anchors.yaml in OUT/analyze
+	$(PY) -m analysis --data $(DATA) --out $(OUT)/analyze --img $(IMG)
+
 val: data  ## COCO mAP of WEIGHTS on DATA (val split)
 	$(PY) -m detect.val --weights $(WEIGHTS) --data $(DATA) --img $(IMG) --batch $(BATCH) --device $(DEVICE) --json $(OUT)/val/metrics.json
 
@@ -44,7 +47,7 @@ predict: setup  ## detect on SOURCE with WEIGHTS; annotated images and JSON in O
 	$(PY) -m detect.predict --weights $(WEIGHTS) --source "$(SOURCE)" --img $(IMG) --device $(DEVICE) --out $(OUT)/predict --json $(OUT)/predict/detections.json --save-images
 
 demo: data  ## the whole pipeline so far on the embedded dataset (+ the shared photos if present)
-	$(PY) -m detect.data --data $(SYNTH_DIR)/data.yaml --out $(OUT)/demo/check-data
+	$(PY) -m analysis --data $(SYNTH_DIR)/data.yaml --out $(OUT)/demo/analyze --img 640
 	@if [ -f "$(SHARED)/weights/yolov5n.pt" ]; then \
 	  $(PY) -m detect.predict --weights $(SHARED)/weights/yolov5n.pt --source "$(SYNTH_DIR)/images/val" --img 640 --device cpu --out $(OUT)/demo/predict-synthetic --save-images && \
 	  $(PY) -m detect.val --weights $(SHARED)/weights/yolov5n.pt --data $(SHARED)/datasets/coco128/data.yaml --img 640 --device cpu --json $(OUT)/demo/val-coco128.json; \

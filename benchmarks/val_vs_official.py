@@ -56,13 +56,32 @@ def main() -> int:
     text = Path(args.data).read_text()
     data_abs.write_text(re.sub(r"(?m)^path:.*$", f"path: {Path(args.data).parent.resolve()}", text))
     script = Path(tmp) / "official.py"
-    script.write_text(OFFICIAL.format(data=str(data_abs), weights=args.weights, img=args.img, batch=args.batch, tmp=tmp))
+    script.write_text(
+        OFFICIAL.format(data=str(data_abs), weights=args.weights, img=args.img, batch=args.batch, tmp=tmp)
+    )
     env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}  # its torch.load predates weights_only
     rows = []
     for r in range(args.rounds):
         out_json = Path(tmp) / f"ours{r}.json"
-        wall, _ = timed([sys.executable, "-m", "detect.val", "--weights", args.weights, "--data", args.data,
-                         "--img", str(args.img), "--batch", str(args.batch), "--workers", "2", "--json", str(out_json)])
+        wall, _ = timed(
+            [
+                sys.executable,
+                "-m",
+                "detect.val",
+                "--weights",
+                args.weights,
+                "--data",
+                args.data,
+                "--img",
+                str(args.img),
+                "--batch",
+                str(args.batch),
+                "--workers",
+                "2",
+                "--json",
+                str(out_json),
+            ]
+        )
         m = json.loads(out_json.read_text())
         rows.append(("ours", wall, m["speed_ms"]["inference"], m["map50"], m["map50_95"]))
         wall, log = timed([args.official_python, str(script)], env=env)
@@ -74,7 +93,9 @@ def main() -> int:
         print(f"{name:<9} {wall:>7.1f} {inf:>10.1f} {m50:>7.4f} {m5095:>9.4f}")
     ours = [r[1] for r in rows if r[0] == "ours"]
     official = [r[1] for r in rows if r[0] == "official"]
-    print(f"wall-time ratio official/ours (median): {sorted(official)[len(official) // 2] / sorted(ours)[len(ours) // 2]:.2f}")
+    print(
+        f"wall-time ratio official/ours (median): {sorted(official)[len(official) // 2] / sorted(ours)[len(ours) // 2]:.2f}"
+    )
     return 0
 
 

@@ -5,14 +5,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from detect.data.config import DataError
-from detect.weights import WeightsError
+from detect.errors import DataError, UsageError, WeightsError
 
 USER_ERRORS = (DataError, WeightsError, FileNotFoundError)
-
-
-class UsageError(Exception):
-    """A bad option value; the message says which and what is accepted."""
 
 
 def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:

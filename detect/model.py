@@ -15,6 +15,8 @@ import math
 import torch
 from torch import nn
 
+from detect.geometry import DEFAULT_ANCHORS, STRIDES
+
 # Published YOLOv5 multiples: (depth_multiple, width_multiple).
 SCALES = {
     "yolov5n": (0.33, 0.25),
@@ -23,12 +25,6 @@ SCALES = {
     "yolov5l": (1.00, 1.00),
     "yolov5x": (1.33, 1.25),
 }
-DEFAULT_ANCHORS = [
-    [10, 13, 16, 30, 33, 23],  # P3/8
-    [30, 61, 62, 45, 59, 119],  # P4/16
-    [116, 90, 156, 198, 373, 326],  # P5/32
-]
-STRIDES = (8, 16, 32)
 # Official layer table: (base width, repeats) for the C3 blocks; everything else is fixed.
 _BACKBONE_WIDTHS = (64, 128, 256, 512, 1024)
 _BACKBONE_DEPTHS = (3, 6, 9, 3)

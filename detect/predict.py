@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     backend = load_backend(args.weights, device, args.half)
     (args.out / "labels").mkdir(parents=True, exist_ok=True)
     results, failed = [], []
-    for f in tqdm(files, desc="predict", unit="img"):
+    for f in tqdm(files, desc="predict", unit="img", disable=None):
         try:
             img = load_image(f)
         except OSError as e:

@@ -49,7 +49,7 @@ def run_eval(
     detections: list[dict] = []
     t_pre = t_inf = t_nms = 0.0
     t_start = time.perf_counter()
-    bar = tqdm(dataset.loader(workers), desc="val", unit="batch", disable=not progress, leave=False)
+    bar = tqdm(dataset.loader(workers), desc="val", unit="batch", disable=None if progress else True, leave=False)
     for images, letterboxes, indices in bar:
         t0 = time.perf_counter()
         x = images.float().div_(255)

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from detect.errors import WeightsError
 from detect.model import SCALES, YOLOv5
 
 FORMAT = "detect-ckpt/1"
@@ -37,10 +38,6 @@ _NUMPY_ALLOWED = {
     "numpy.core.multiarray.scalar",
     "numpy._core.multiarray.scalar",
 }
-
-
-class WeightsError(Exception):
-    """A weights file that cannot be used; the message names the file and what to do."""
 
 
 class _Inert:

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from detect.boxes import batch_shapes, letterbox, non_max_suppression, prepare_image, rect_shape
+from detect.boxes import letterbox, non_max_suppression, prepare_image
+from detect.geometry import batch_shapes, rect_shape
 
 
 def test_rect_shape_16x9_becomes_384x640():

@@ -168,7 +168,7 @@ def test_scan_split_counts_and_cache(tmp_path):
     cfg = load_data_config(y)
     samples, report = scan_split(cfg, "train", progress=False)
     assert [s.classes.tolist() for s in samples] == [[0], [1], [2]] and report.issues == []
-    cache_files = list(Path(os.environ["DETECT_CACHE"]).glob("labels-*.json"))
+    cache_files = list(Path(os.environ["DETECT_CACHE"]).glob("labels-*.npz"))
     assert cache_files
     again, _ = scan_split(cfg, "train", progress=False)
     assert [s.path for s in again] == [s.path for s in samples]

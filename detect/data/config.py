@@ -18,11 +18,9 @@ from pathlib import Path
 
 import yaml
 
+from detect.errors import DataError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-
-
-class DataError(Exception):
-    """Bad dataset input; the message names the file and what to do."""
 
 
 @dataclass

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from detect.boxes import Letterbox, batch_shapes, prepare_image
+from detect.boxes import Letterbox, prepare_image
+from detect.geometry import batch_shapes
 from detect.data.labels import Sample
 
 

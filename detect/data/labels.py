@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from detect.data.config import DataConfig, DataError, SplitSource, yolo_label_path
 
-CACHE_VERSION = 2  # bump whenever the validator's rules change: it is part of the cache key
+CACHE_VERSION = 4  # bump whenever the validator's rules change: it is part of the cache key
 # Labels written with 6 decimals overshoot the border by up to 5e-7; that is rounding, not an error.
 ROUNDING_TOLERANCE = 1e-4
 EXIF_ORIENTATION = 0x0112
@@ -286,6 +286,8 @@ def _scan_one(job: tuple) -> tuple[Sample | None, list[Issue]]:
     image, fmt, label_file, names, coco_entry = job
     local = LabelReport()
     hw = read_image_header(image, local)
+    if hw is None:  # excluded: its labels are not read, so they are not reported twice
+        return None, local.issues
     if fmt == "coco":
         if coco_entry is None:
             local.add("missing_label", image, None, "image not listed in the COCO JSON")
@@ -295,7 +297,7 @@ def _scan_one(job: tuple) -> tuple[Sample | None, list[Issue]]:
         classes, boxes = parse_voc(label_file, names, local)
     else:
         classes, boxes = parse_yolo_label(label_file, len(names), local)
-    return (Sample(image, hw[0], hw[1], classes, boxes) if hw else None), local.issues
+    return Sample(image, hw[0], hw[1], classes, boxes), local.issues
 
 
 # Below this many images a process pool costs more to start than it saves.
@@ -309,7 +311,7 @@ def scan_split(cfg: DataConfig, split: str, workers: int = 2, use_cache: bool = 
     """
     src = cfg.split(split)
     key = _fingerprint(src, cfg.nc, cfg.names)
-    cache = cache_dir() / f"labels-{key}.json"
+    cache = cache_dir() / f"labels-{key}.npz"
     if use_cache and cache.is_file():
         try:
             return _read_cache(cache)
@@ -319,7 +321,8 @@ def scan_split(cfg: DataConfig, split: str, workers: int = 2, use_cache: bool = 
     coco = read_coco(src.labels, src.images, cfg.names, report) if src.format == "coco" else {}
     jobs = [(p, src.format, _label_file(src, p), cfg.names, coco.get(p)) for p in src.images]
     samples = []
-    bar = dict(total=len(jobs), desc=f"scan {split}", disable=not progress, leave=False, unit="img")
+    # disable=None: bars only on a terminal, so logs and error output stay clean
+    bar = dict(total=len(jobs), desc=f"scan {split}", disable=None if progress else True, leave=False, unit="img")
     if workers > 1 and len(jobs) >= _PROCESS_POOL_MIN:
         with ProcessPoolExecutor(workers) as pool:
             results = list(tqdm(pool.map(_scan_one, jobs, chunksize=512), **bar))
@@ -335,26 +338,32 @@ def scan_split(cfg: DataConfig, split: str, workers: int = 2, use_cache: bool = 
 
 
 def _write_cache(path: Path, samples: list[Sample], report: LabelReport) -> None:
-    doc = {
-        "version": CACHE_VERSION,
-        "samples": [[str(s.path), s.height, s.width, s.classes.tolist(), s.boxes.tolist()] for s in samples],
-        "issues": [[i.kind, i.file, i.line, i.detail] for i in report.issues],
-    }
+    """Flat arrays in an .npz (read back with allow_pickle=False: data only, nothing executable)."""
+    issues = json.dumps([[i.kind, i.file, i.line, i.detail] for i in report.issues])
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(doc))
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(
+            tmp,
+            version=np.array(CACHE_VERSION),
+            paths=np.array([str(s.path) for s in samples], dtype=str),
+            hw=np.array([[s.height, s.width] for s in samples], dtype=np.int64).reshape(-1, 2),
+            counts=np.array([len(s.classes) for s in samples], dtype=np.int64),
+            classes=np.concatenate([s.classes for s in samples]) if samples else np.zeros(0, np.int64),
+            boxes=np.concatenate([s.boxes for s in samples]) if samples else np.zeros((0, 4), np.float32),
+            issues=np.array(issues),
+        )
         os.replace(tmp, path)
     except OSError as e:  # a read-only home must not stop the run
         print(f"note: label cache not written to {path} ({e})")
 
 
 def _read_cache(path: Path):
-    doc = json.loads(path.read_text())
-    if doc["version"] != CACHE_VERSION:
-        raise ValueError("cache version")
-    samples = [
-        Sample(Path(p), h, w, np.array(c, np.int64), np.array(b, np.float32).reshape(-1, 4))
-        for p, h, w, c, b in doc["samples"]
-    ]
-    return samples, LabelReport([Issue(*i) for i in doc["issues"]])
+    with np.load(path, allow_pickle=False) as z:
+        if int(z["version"]) != CACHE_VERSION:
+            raise ValueError("cache version")
+        ends = np.cumsum(z["counts"])
+        classes, boxes = np.split(z["classes"], ends[:-1]), np.split(z["boxes"], ends[:-1])
+        samples = [Sample(Path(p), int(h), int(w), c, b) for p, (h, w), c, b in zip(z["paths"], z["hw"], classes, boxes)]
+        issues = [Issue(*i) for i in json.loads(str(z["issues"]))]
+    return samples, LabelReport(issues)
