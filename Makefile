@@ -15,8 +15,15 @@ BATCH ?= 16
 DEVICE ?= cpu
 SOURCE ?= $(SHARED)/images
 OUT ?= runs
+# training: yolov5n at 320 for 10 epochs finishes in minutes on 2 CPU cores
+MODEL ?= yolov5n
+TRAIN_IMG ?= 320
+EPOCHS ?= 10
+INIT ?= $(if $(wildcard $(SHARED)/weights/yolov5n.pt),$(SHARED)/weights/yolov5n.pt,)
+HYP ?= configs/hyp/default.yaml
+SET ?=
 
-.PHONY: setup data check-data analyze val predict demo test lint clean help
+.PHONY: setup data check-data analyze train val predict demo test lint clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,6 +47,10 @@ check-data: data  ## validate DATA's labels and images; report every problem
 analyze: data  ## dataset analysis of DATA at IMG: report.html, summary.json, anchors.yaml in OUT/analyze
 	$(PY) -m analysis --data $(DATA) --out $(OUT)/analyze --img $(IMG)
 
+train: data  ## train MODEL on DATA at TRAIN_IMG for EPOCHS from INIT ('' = scratch); SET="sam=true slice=true"
+	$(PY) -m detect.train --data $(DATA) --model $(MODEL) --weights "$(INIT)" --img $(TRAIN_IMG) --epochs $(EPOCHS) \
+	  --batch $(BATCH) --hyp $(HYP) --device $(DEVICE) --out $(OUT)/train $(if $(SET),--set $(SET))
+
 val: data  ## COCO mAP of WEIGHTS on DATA (val split)
 	$(PY) -m detect.val --weights $(WEIGHTS) --data $(DATA) --img $(IMG) --batch $(BATCH) --device $(DEVICE) --json $(OUT)/val/metrics.json
 
@@ -48,8 +59,14 @@ predict: setup  ## detect on SOURCE with WEIGHTS; annotated images and JSON in O
 
 demo: data  ## the whole pipeline so far on the embedded dataset (+ the shared photos if present)
 	$(PY) -m analysis --data $(SYNTH_DIR)/data.yaml --out $(OUT)/demo/analyze --img 640
+	$(PY) -m detect.train --data $(SYNTH_DIR)/data.yaml --model yolov5n --weights "$(INIT)" --img 320 --epochs 5 \
+	  --batch 16 --device cpu --out $(OUT)/demo/train --set slice=true
+	$(PY) -m detect.val --weights $(OUT)/demo/train/weights/best.pt --data $(SYNTH_DIR)/data.yaml --img 320 --device cpu \
+	  --json $(OUT)/demo/val-synthetic.json
+	$(PY) -m detect.predict --weights $(OUT)/demo/train/weights/best.pt --source $(SYNTH_DIR)/images/val --img 320 \
+	  --device cpu --out $(OUT)/demo/predict --save-images
 	@if [ -f "$(SHARED)/weights/yolov5n.pt" ]; then \
-	  $(PY) -m detect.predict --weights $(SHARED)/weights/yolov5n.pt --source "$(SYNTH_DIR)/images/val" --img 640 --device cpu --out $(OUT)/demo/predict-synthetic --save-images && \
+	  $(PY) -m detect.predict --weights $(SHARED)/weights/yolov5n.pt --source "$(SHARED)/images" --img 640 --device cpu --out $(OUT)/demo/predict-photos --save-images && \
 	  $(PY) -m detect.val --weights $(SHARED)/weights/yolov5n.pt --data $(SHARED)/datasets/coco128/data.yaml --img 640 --device cpu --json $(OUT)/demo/val-coco128.json; \
 	else echo "demo: $(SHARED)/weights/yolov5n.pt not found; skipping the pretrained-weights steps (see README: Data and weights)"; fi
 

@@ -1,0 +1,111 @@
+"""The YOLOv5 loss: anchor matching by width/height ratio with two neighbouring cells, CIoU box
+loss, BCE objectness against IoU targets with per-level balance, BCE (or focal) class loss.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import box_convert, complete_box_iou_loss, sigmoid_focal_loss
+
+from detect.model import Detect
+
+# Neighbour offsets: the centre cell, then left, up, right, down (in half-cell units).
+_OFFSETS = torch.tensor([[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1]], dtype=torch.float32) * 0.5
+
+
+class YOLOLoss:
+    """``loss(preds, targets) -> (total * batch, [box, obj, cls])``.
+
+    ``preds``: the training-mode Detect output ``[(b, na, h, w, 5 + nc)]`` per level.
+    ``targets``: ``(n, 6)`` rows of image index, class, cx, cy, w, h (normalised to the input).
+    """
+
+    def __init__(self, detect: Detect, hyp: dict, img_size: int):
+        self.na, self.nc, self.nl = detect.na, detect.nc, detect.nl
+        self.detect = detect
+        self.balance = {3: [4.0, 1.0, 0.4]}.get(self.nl, [4.0, 1.0, 0.25, 0.06, 0.02])
+        # Gains are scaled so one setting works across class counts, level counts and input sizes.
+        self.box_gain = hyp["box"] * 3 / self.nl
+        self.cls_gain = hyp["cls"] * self.nc / 80 * 3 / self.nl
+        self.obj_gain = hyp["obj"] * (img_size / 640) ** 2 * 3 / self.nl
+        eps = hyp["label_smoothing"]
+        self.cp, self.cn = 1.0 - 0.5 * eps, 0.5 * eps
+        self.anchor_t = hyp["anchor_t"]
+        self.fl_gamma, self.fl_alpha = hyp["fl_gamma"], hyp["fl_alpha"]
+        self.cls_pw, self.obj_pw = hyp["cls_pw"], hyp["obj_pw"]
+
+    def _bce(self, logits: torch.Tensor, target: torch.Tensor, pos_weight: float) -> torch.Tensor:
+        if self.fl_gamma > 0:
+            return sigmoid_focal_loss(logits, target, self.fl_alpha, self.fl_gamma, reduction="mean")
+        pw = torch.tensor([pos_weight], device=logits.device)
+        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw)
+
+    def __call__(self, preds: list[torch.Tensor], targets: torch.Tensor):
+        device = preds[0].device
+        lbox = torch.zeros(1, device=device)
+        lobj = torch.zeros(1, device=device)
+        lcls = torch.zeros(1, device=device)
+        tcls, tbox, indices, anchors = self.build_targets(preds, targets)
+        for i, p in enumerate(preds):
+            p = p.float()
+            b, a, gj, gi = indices[i]
+            tobj = torch.zeros(p.shape[:4], device=device)
+            if len(b):
+                pxy, pwh, _, pcls = p[b, a, gj, gi].split((2, 2, 1, self.nc), 1)
+                pxy = pxy.sigmoid() * 2 - 0.5
+                pwh = (pwh.sigmoid() * 2) ** 2 * anchors[i]
+                box_loss = complete_box_iou_loss(
+                    box_convert(torch.cat((pxy, pwh), 1), "cxcywh", "xyxy"),
+                    box_convert(tbox[i], "cxcywh", "xyxy"),
+                    reduction="none",
+                )
+                lbox += box_loss.mean()
+                tobj[b, a, gj, gi] = (1.0 - box_loss).detach().clamp(0)  # objectness target = CIoU
+                if self.nc > 1:
+                    t = torch.full_like(pcls, self.cn)
+                    t[torch.arange(len(b), device=device), tcls[i]] = self.cp
+                    lcls += self._bce(pcls, t, self.cls_pw)
+            lobj += self._bce(p[..., 4], tobj, self.obj_pw) * self.balance[i]
+        lbox, lobj, lcls = lbox * self.box_gain, lobj * self.obj_gain, lcls * self.cls_gain
+        bs = preds[0].shape[0]
+        return (lbox + lobj + lcls) * bs, torch.cat((lbox, lobj, lcls)).detach()
+
+    @torch.no_grad()
+    def build_targets(self, preds: list[torch.Tensor], targets: torch.Tensor):
+        """For each level: target classes, boxes (cx, cy offsets in the cell, w, h in grid units),
+        indices (image, anchor, grid y, grid x) and the matched anchors (grid units)."""
+        device = targets.device
+        na, nt = self.na, targets.shape[0]
+        tcls, tbox, indices, anch = [], [], [], []
+        gain = torch.ones(7, device=device)
+        ai = torch.arange(na, device=device, dtype=torch.float32).view(na, 1).repeat(1, nt)
+        t_all = torch.cat((targets.repeat(na, 1, 1), ai[..., None]), 2)  # (na, nt, 7): ..., anchor index
+        off = _OFFSETS.to(device)
+        for i, p in enumerate(preds):
+            anchors = self.detect.anchors[i].to(device)
+            h, w = p.shape[2], p.shape[3]
+            gain[2:6] = torch.tensor([w, h, w, h], device=device, dtype=torch.float32)
+            t = t_all * gain
+            if nt:
+                r = t[..., 4:6] / anchors[:, None]
+                t = t[torch.max(r, 1 / r).max(2)[0] < self.anchor_t]  # shape match, not IoU
+                gxy = t[:, 2:4]
+                gxi = gain[[2, 3]] - gxy
+                left, up = ((gxy % 1 < 0.5) & (gxy > 1)).T
+                right, down = ((gxi % 1 < 0.5) & (gxi > 1)).T
+                keep = torch.stack((torch.ones_like(left), left, up, right, down))
+                t = t.repeat((5, 1, 1))[keep]
+                offsets = (torch.zeros_like(gxy)[None] + off[:, None])[keep]
+            else:
+                t, offsets = t_all[0], 0
+            bc, gxy, gwh, a = t.split((2, 2, 2, 1), 1)
+            a, (b, c) = a.long().view(-1), bc.long().T
+            gij = (gxy - offsets).long()
+            gij[:, 0].clamp_(0, w - 1)
+            gij[:, 1].clamp_(0, h - 1)
+            indices.append((b, a, gij[:, 1], gij[:, 0]))
+            tbox.append(torch.cat((gxy - gij, gwh), 1))
+            anch.append(anchors[a])
+            tcls.append(c)
+        return tcls, tbox, indices, anch

@@ -1,0 +1,355 @@
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import detect.train as train_mod
+from detect.weights import load_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_HYP = {"warmup_epochs": 0.0, "nominal_batch": 2, "mosaic": 0.5, "close_mosaic": 1}
+
+
+def _args(data, out, epochs=2, extra=()):
+    sets = [f"{k}={v}" for k, v in TINY_HYP.items()]
+    return train_mod.parse_args(
+        [
+            "--data",
+            str(data),
+            "--model",
+            "yolov5n",
+            "--img",
+            "64",
+            "--epochs",
+            str(epochs),
+            "--batch",
+            "2",
+            "--out",
+            str(out),
+            "--workers",
+            "0",
+            "--device",
+            "cpu",
+            "--set",
+            *sets,
+            *extra,
+        ]
+    )
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
+def test_cli_outputs_and_best_is_usable(tmp_path, tiny_synthetic):
+    out = tmp_path / "run"
+    r = _run(
+        "-m",
+        "detect.train",
+        "--data",
+        str(tiny_synthetic),
+        "--model",
+        "yolov5n",
+        "--img",
+        "64",
+        "--epochs",
+        "2",
+        "--batch",
+        "4",
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--set",
+        "warmup_epochs=0",
+        "sam=true",
+        "grad_clip=10",
+        "grad_centralize=true",
+        "multi_scale=true",
+        "slice=true",
+        "class_balanced=true",
+        "fl_gamma=1.5",
+        "mixup=0.5",
+        "gridmask=0.5",
+        "sparsity=0.0001",
+    )
+    assert r.returncode == 0, r.stderr
+    for f in (
+        "weights/last.pt",
+        "weights/best.pt",
+        "results.csv",
+        "results.png",
+        "metrics.json",
+        "train_batch0.jpg",
+        "hyp.yaml",
+    ):
+        assert (out / f).is_file(), f
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[0]["train/box"]) > 0
+    assert list(out.glob("events.out.tfevents.*"))
+    m = json.loads((out / "metrics.json").read_text())
+    assert {"map50", "map50_95", "best_fitness"} <= m.keys()
+    best = load_checkpoint(out / "weights" / "best.pt")
+    assert "train" not in best and best["ema"] is not None
+    v = _run(
+        "-m",
+        "detect.val",
+        "--weights",
+        str(out / "weights/best.pt"),
+        "--data",
+        str(tiny_synthetic),
+        "--img",
+        "64",
+        "--workers",
+        "0",
+    )
+    assert v.returncode == 0, v.stderr
+    p = _run(
+        "-m",
+        "detect.predict",
+        "--weights",
+        str(out / "weights/best.pt"),
+        "--source",
+        str(tiny_synthetic.parent / "images" / "val"),
+        "--img",
+        "64",
+        "--out",
+        str(tmp_path / "pred"),
+    )
+    assert p.returncode == 0, p.stderr
+
+
+class _StopAfter:
+    """Stands in for the signal handler: reports a SIGINT after ``n`` optimiser steps."""
+
+    n = 3
+
+    def __init__(self):
+        self.calls = 0
+
+    @property
+    def signal(self):
+        self.calls += 1
+        return 2 if self.calls > self.n else None
+
+
+def test_resume_mid_epoch_continues_the_same_curve(tmp_path, tiny_synthetic, monkeypatch):
+    straight = tmp_path / "straight"
+    train_mod.train(_args(tiny_synthetic, straight))
+    monkeypatch.setattr(train_mod, "Stop", _StopAfter)
+    cut = tmp_path / "cut"
+    assert train_mod.train(_args(tiny_synthetic, cut)) == {"stopped": True}
+    state = load_checkpoint(cut / "weights" / "last.pt")["train"]
+    assert (state["epoch"], state["iteration"]) == (0, 4)  # 10 images / batch 2 = 5 steps per epoch
+    monkeypatch.undo()
+    train_mod.train(_args(tiny_synthetic, cut, extra=["--resume"]))
+    a = load_checkpoint(straight / "weights" / "last.pt")
+    b = load_checkpoint(cut / "weights" / "last.pt")
+    for key in ("model", "ema"):
+        for name, t in a[key].items():
+            assert torch.allclose(t.float(), b[key][name].float(), rtol=1e-4, atol=1e-6), (key, name)
+    assert a["train"]["ema_updates"] == b["train"]["ema_updates"] == 10
+
+
+@pytest.mark.parametrize("case", ["finished", "foreign", "hyp", "batch", "empty_split"])
+def test_bad_input_one_line(tmp_path, tiny_synthetic, case):
+    base = [
+        "-m",
+        "detect.train",
+        "--data",
+        str(tiny_synthetic),
+        "--model",
+        "yolov5n",
+        "--img",
+        "64",
+        "--epochs",
+        "1",
+        "--batch",
+        "2",
+        "--workers",
+        "0",
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    if case in ("finished", "foreign"):
+        assert _run(*base).returncode == 0
+        target = "last.pt" if case == "finished" else "best.pt"
+        args, expect = (
+            base + ["--resume", str(tmp_path / "run" / "weights" / target)],
+            ("finished all 1 epochs" if case == "finished" else "holds no training state"),
+        )
+    elif case == "hyp":
+        (tmp_path / "h.yaml").write_text("lr0: 0.01\nlearning_rate: 0.1\n")
+        args, expect = base + ["--hyp", str(tmp_path / "h.yaml")], "unknown hyperparameter(s) learning_rate"
+    elif case == "batch":
+        args, expect = (
+            base[:-6] + ["--batch", "64", "--workers", "0", "--out", str(tmp_path / "run")],
+            "larger than the 10 training images",
+        )
+    else:
+        (tmp_path / "empty").mkdir()
+        (tmp_path / "d.yaml").write_text("train: empty\nnames: [a]\n")
+        args, expect = (
+            ["-m", "detect.train", "--data", str(tmp_path / "d.yaml"), "--out", str(tmp_path / "r")],
+            "has no images",
+        )
+    r = _run(*args)
+    lines = [s for s in r.stderr.splitlines() if s.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and expect in lines[0], r.stderr
+
+
+def test_img_rounded_up_with_warning(capsys):
+    args = train_mod.parse_args(["--data", "x", "--img", "100"])
+    assert args.img == 128 and "not a multiple of 32; using 128" in capsys.readouterr().err
+
+
+def test_ddp_two_processes_on_cpu(tmp_path, tiny_synthetic):
+    out = tmp_path / "ddp"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29517",
+            "-m",
+            "detect.train",
+            "--data",
+            str(tiny_synthetic),
+            "--model",
+            "yolov5n",
+            "--img",
+            "64",
+            "--epochs",
+            "1",
+            "--batch",
+            "4",
+            "--workers",
+            "0",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--sync-bn",
+            "--set",
+            "warmup_epochs=0",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "2 processes" in r.stdout and r.stdout.count("done:") == 1  # rank 0 alone logs and saves
+    assert "--sync-bn needs CUDA" in r.stderr
+    assert (out / "weights" / "best.pt").is_file()
+
+
+def _overfit_set(root: Path, n: int = 4, size: int = 256) -> Path:
+    """``n`` images, each with two large figures of class 0 or 4 (trousers vs shorts under a white top)."""
+    import cv2
+    import numpy as np
+
+    from detect.data.synthetic import CLASSES, _draw_figure
+
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir(parents=True)
+    for k in range(n):
+        img = np.full((size, size, 3), (90, 140, 110), np.uint8)
+        lines = []
+        for j in range(2):
+            h = int(rng.uniform(0.45, 0.7) * size)
+            w = int(h * 0.32)
+            x, foot, cls = int(size * (0.27 + 0.46 * j)), int(rng.uniform(h + 5, size - 5)), int(rng.choice([0, 4]))
+            _draw_figure(img, x, foot, h, w, cls, rng)
+            x1, y1, x2, y2 = x - w // 2, foot - h, x + w // 2 + 1, foot + 1
+            lines.append(f"{cls} {(x1 + x2) / 2 / size} {(y1 + y2) / 2 / size} {(x2 - x1) / size} {(y2 - y1) / size}")
+        cv2.imwrite(str(root / "images" / f"{k}.jpg"), img)
+        (root / "labels" / f"{k}.txt").write_text("\n".join(lines) + "\n")
+    (root / "data.yaml").write_text(f"train: images\nval: images\nnames: {CLASSES}\n")
+    return root / "data.yaml"
+
+
+@pytest.mark.slow
+def test_overfits_four_images_from_scratch(tmp_path):
+    """The classic check: with augmentation off, yolov5n from scratch learns 4 images (200 SGD steps)."""
+    data = _overfit_set(tmp_path / "of")
+    off = [
+        "mosaic=0",
+        "scale=0",
+        "translate=0",
+        "fliplr=0",
+        "hsv_h=0",
+        "hsv_s=0",
+        "hsv_v=0",
+        "blur=0",
+        "gray=0",
+        "clahe=0",
+        "warmup_epochs=0",
+        "nominal_batch=4",
+        "close_mosaic=0",
+        "lr0=0.02",
+    ]
+    args = train_mod.parse_args(
+        [
+            "--data",
+            str(data),
+            "--model",
+            "yolov5n",
+            "--img",
+            "256",
+            "--epochs",
+            "200",
+            "--batch",
+            "4",
+            "--out",
+            str(tmp_path / "run"),
+            "--workers",
+            "0",
+            "--device",
+            "cpu",
+            "--val-interval",
+            "200",
+            "--set",
+            *off,
+        ]
+    )
+    summary = train_mod.train(args)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "results.csv")))
+    first, last = (sum(float(r[k]) for k in ("train/box", "train/obj", "train/cls")) for r in (rows[0], rows[-1]))
+    assert last < 0.5 * first
+    assert summary["map50"] >= 0.9, summary
+
+
+@pytest.mark.slow
+def test_finetune_official_yolov5n_on_coco128(tmp_path, yolov5n_pt, coco128):
+    """320 px, batch 16, 2 epochs from the official weights: mAP50-95 >= 0.20 on coco128 val."""
+    args = train_mod.parse_args(
+        [
+            "--data",
+            str(coco128),
+            "--weights",
+            str(yolov5n_pt),
+            "--img",
+            "320",
+            "--epochs",
+            "2",
+            "--batch",
+            "16",
+            "--out",
+            str(tmp_path / "ft"),
+            "--workers",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
+    summary = train_mod.train(args)
+    assert summary["map50_95"] >= 0.20, summary
