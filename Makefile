@@ -22,8 +22,16 @@ EPOCHS ?= 10
 INIT ?= $(if $(wildcard $(SHARED)/weights/yolov5n.pt),$(SHARED)/weights/yolov5n.pt,)
 HYP ?= configs/hyp/default.yaml
 SET ?=
+# pruning
+SPARSITY ?= 0.001
+RATIO ?= 0.5
+FT_EPOCHS ?= 5
+PRUNE_WEIGHTS ?= $(firstword $(wildcard $(OUT)/train-sparse/weights/best.pt $(OUT)/train/weights/best.pt))
+# deployment
+TRT_IMG ?= 384 640
+ITERS ?= 200
 
-.PHONY: setup data check-data analyze train val predict demo test lint clean help
+.PHONY: setup data check-data analyze train train-sparse prune val predict trt bench demo test lint clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,11 +59,28 @@ train: data  ## train MODEL on DATA at TRAIN_IMG for EPOCHS from INIT ('' = scra
 	$(PY) -m detect.train --data $(DATA) --model $(MODEL) --weights "$(INIT)" --img $(TRAIN_IMG) --epochs $(EPOCHS) \
 	  --batch $(BATCH) --hyp $(HYP) --device $(DEVICE) --out $(OUT)/train $(if $(SET),--set $(SET))
 
+train-sparse: data  ## as train, plus L1 sparsity SPARSITY on BatchNorm gamma (for prune); OUT/train-sparse
+	$(PY) -m detect.train --data $(DATA) --model $(MODEL) --weights "$(INIT)" --img $(TRAIN_IMG) --epochs $(EPOCHS) \
+	  --batch $(BATCH) --hyp $(HYP) --device $(DEVICE) --out $(OUT)/train-sparse --set sparsity=$(SPARSITY) $(SET)
+
+prune: data  ## prune PRUNE_WEIGHTS (default: the sparse or plain train run) by RATIO, fine-tune FT_EPOCHS; OUT/prune
+	@test -n "$(PRUNE_WEIGHTS)" || { echo "prune: no trained weights: run make train-sparse (or make train) first, or set PRUNE_WEIGHTS"; exit 2; }
+	$(PY) -m prune --weights $(PRUNE_WEIGHTS) --data $(DATA) --ratio $(RATIO) --finetune-epochs $(FT_EPOCHS) \
+	  --img $(TRAIN_IMG) --batch $(BATCH) --device $(DEVICE) --out $(OUT)/prune
+
 val: data  ## COCO mAP of WEIGHTS on DATA (val split)
 	$(PY) -m detect.val --weights $(WEIGHTS) --data $(DATA) --img $(IMG) --batch $(BATCH) --device $(DEVICE) --json $(OUT)/val/metrics.json
 
 predict: setup  ## detect on SOURCE with WEIGHTS; annotated images and JSON in OUT/predict
 	$(PY) -m detect.predict --weights $(WEIGHTS) --source "$(SOURCE)" --img $(IMG) --device $(DEVICE) --out $(OUT)/predict --json $(OUT)/predict/detections.json --save-images
+
+trt: setup  ## ONNX (FP32 + FP16, NMS variants, Triton repo) of WEIGHTS at TRT_IMG; TensorRT FP16 engine where CUDA+TensorRT exist
+	$(PY) -m deploy.export --weights $(WEIGHTS) --img $(TRT_IMG) --nms --triton $(OUT)/deploy/triton --out $(OUT)/deploy
+	$(PY) -m deploy.trt --onnx $(OUT)/deploy/model.onnx --timing-cache $(OUT)/deploy/timing.cache --if-available
+
+bench: setup  ## latency table (PyTorch / ONNX Runtime / TensorRT) of WEIGHTS at TRT_IMG vs 640x640; JSON + PNG in OUT/bench
+	$(PY) -m deploy.bench --weights $(WEIGHTS) --img $(TRT_IMG) --compare-img 640 640 --iters $(ITERS) \
+	  $(if $(wildcard $(OUT)/deploy/model.engine),--engine $(OUT)/deploy/model.engine) --json $(OUT)/bench/bench.json
 
 demo: data  ## the whole pipeline so far on the embedded dataset (+ the shared photos if present)
 	$(PY) -m analysis --data $(SYNTH_DIR)/data.yaml --out $(OUT)/demo/analyze --img 640
@@ -65,6 +90,12 @@ demo: data  ## the whole pipeline so far on the embedded dataset (+ the shared p
 	  --json $(OUT)/demo/val-synthetic.json
 	$(PY) -m detect.predict --weights $(OUT)/demo/train/weights/best.pt --source $(SYNTH_DIR)/images/val --img 320 \
 	  --device cpu --out $(OUT)/demo/predict --save-images
+	$(PY) -m prune --weights $(OUT)/demo/train/weights/best.pt --data $(SYNTH_DIR)/data.yaml --ratio 0.5 \
+	  --finetune-epochs 2 --img 320 --batch 16 --latency-iters 20 --out $(OUT)/demo/prune
+	$(PY) -m deploy.export --weights $(OUT)/demo/train/weights/best.pt --img 384 640 --out $(OUT)/demo/deploy
+	$(PY) -m deploy.trt --onnx $(OUT)/demo/deploy/model.onnx --if-available
+	$(PY) -m deploy.bench --weights $(OUT)/demo/train/weights/best.pt $(OUT)/demo/prune/pruned.pt --img 384 640 \
+	  --iters 30 --warmup 5 --json $(OUT)/demo/bench.json
 	@if [ -f "$(SHARED)/weights/yolov5n.pt" ]; then \
 	  $(PY) -m detect.predict --weights $(SHARED)/weights/yolov5n.pt --source "$(SHARED)/images" --img 640 --device cpu --out $(OUT)/demo/predict-photos --save-images && \
 	  $(PY) -m detect.val --weights $(SHARED)/weights/yolov5n.pt --data $(SHARED)/datasets/coco128/data.yaml --img 640 --device cpu --json $(OUT)/demo/val-coco128.json; \

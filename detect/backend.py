@@ -39,5 +39,7 @@ class TorchBackend:
 def load_backend(weights: str | Path, device: torch.device, half: bool = False):
     suffix = Path(weights).suffix.lower()
     if suffix in (".onnx", ".engine"):
-        raise WeightsError(f"{weights}: {suffix} weights are not supported yet; pass a .pt checkpoint")
+        from deploy.runtime import load_deployed  # ONNX Runtime / TensorRT live behind deploy/
+
+        return load_deployed(weights, device, half)
     return TorchBackend(weights, device, half)

@@ -14,6 +14,23 @@ from detect.model import Detect
 _OFFSETS = torch.tensor([[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1]], dtype=torch.float32) * 0.5
 
 
+def distillation_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], hyp: dict) -> torch.Tensor:
+    """KL on class distributions (softened, weighted by the teacher's objectness) + L2 on objectness.
+
+    Both lists are raw per-level maps (b, na, h, w, 5 + nc) of networks with the same head layout.
+    """
+    t_temp = hyp["distill_temperature"]
+    kl_sum = torch.zeros((), device=student[0].device)
+    obj_sum = torch.zeros((), device=student[0].device)
+    for s, t in zip(student, teacher):
+        s, t = s.float(), t.float()
+        t_obj = t[..., 4].sigmoid()
+        obj_sum = obj_sum + F.mse_loss(s[..., 4].sigmoid(), t_obj)
+        kl = F.kl_div(F.log_softmax(s[..., 5:] / t_temp, -1), F.softmax(t[..., 5:] / t_temp, -1), reduction="none")
+        kl_sum = kl_sum + (kl.sum(-1) * t_obj).sum() / t_obj.sum().clamp(min=1e-6) * t_temp**2
+    return hyp["distill_cls"] * kl_sum + hyp["distill_obj"] * obj_sum
+
+
 class YOLOLoss:
     """``loss(preds, targets) -> (total * batch, [box, obj, cls])``.
 

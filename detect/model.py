@@ -139,12 +139,12 @@ class Detect(nn.Module):
             self._grids[key] = (grid, anchor_grid)
         return self._grids[key]
 
-    def forward(self, xs: list[torch.Tensor]):
+    def forward(self, xs: list[torch.Tensor], raw: bool = False):
         maps = []
         for i, x in enumerate(xs):
             b, _, h, w = x.shape
             maps.append(self.m[i](x).view(b, self.na, self.no, h, w).permute(0, 1, 3, 4, 2).contiguous())
-        if self.training:
+        if self.training or raw:
             return maps
         return self.decode(maps)
 
@@ -267,7 +267,8 @@ class YOLOv5(nn.Module):
     def stride(self) -> torch.Tensor:
         return self.detect.stride
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor, raw: bool = False):
+        """Decoded (b, N, 5 + nc) in eval mode; per-level raw maps in training mode or with ``raw``."""
         m = self.model
         x = m[1](m[0](x))
         x = m[3](m[2](x))
@@ -280,7 +281,7 @@ class YOLOv5(nn.Module):
         o17 = m[17](m[16]([m[15](h14), p3]))
         o20 = m[20](m[19]([m[18](o17), h14]))
         o23 = m[23](m[22]([m[21](o20), h10]))
-        return m[24]([o17, o20, o23])
+        return m[24]([o17, o20, o23], raw)
 
     @torch.no_grad()
     def fuse(self) -> YOLOv5:

@@ -2,7 +2,8 @@
 
 Every random choice for sample ``i`` in epoch ``e`` comes from a generator seeded with
 ``(seed, e, i)``: a resumed run and an uninterrupted one see identical batches, whatever
-the number of workers.
+the number of workers. The sampler hands out ``(i, e)`` keys, so the dataset holds no
+per-epoch state and data-loading workers can persist across epochs.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ def _xyxy_pixels(sample: Sample, h: int, w: int) -> np.ndarray:
                      (b[:, 0] + b[:, 2] / 2) * w, (b[:, 1] + b[:, 3] / 2) * h], 1).reshape(-1, 4)
 
 
+def _quiet_opencv(_worker_id: int) -> None:
+    """OpenCV's own thread pool in every data worker would compete with the training threads."""
+    cv2.setNumThreads(0)
+
+
 class TrainDataset(Dataset):
     """Items: (image CHW uint8 RGB, labels (n, 6) = 0, class, cx, cy, w, h normalised).
 
@@ -35,19 +41,16 @@ class TrainDataset(Dataset):
     """
 
     def __init__(self, samples: list[Sample], img_size: int, hyp: dict, augment_data: bool = True,
-                 cache_ram: bool = False, seed: int = 0):
+                 cache_ram: bool = False, seed: int = 0, mosaic_until: int = 2**31):
         self.samples, self.img_size, self.hyp = samples, img_size, hyp
-        self.augment, self.seed, self.epoch = augment_data, seed, 0
-        self.use_mosaic = augment_data and hyp["mosaic"] > 0
+        self.augment, self.seed = augment_data, seed
+        self.mosaic_until = mosaic_until  # first epoch without mosaic (close_mosaic)
         self.transform = augment.build_albumentations(hyp, seed) if augment_data else None
         self.cache: dict[int, np.ndarray] = {}
         if cache_ram:
             with ThreadPoolExecutor(4) as pool:
                 for i, img in enumerate(pool.map(self._decode, range(len(samples)))):
                     self.cache[i] = img
-
-    def set_epoch(self, epoch: int, mosaic: bool) -> None:
-        self.epoch, self.use_mosaic = epoch, mosaic and self.augment and self.hyp["mosaic"] > 0
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -72,20 +75,23 @@ class TrainDataset(Dataset):
             boxes = boxes * [nw / w, nh / h, nw / w, nh / h]
         return img, boxes, cls
 
-    def _composed(self, i: int, rng: np.random.Generator):
-        if self.use_mosaic and rng.random() < self.hyp["mosaic"]:
+    def _composed(self, i: int, rng: np.random.Generator, mosaic: bool):
+        if mosaic and rng.random() < self.hyp["mosaic"]:
             picks = [i, *rng.integers(0, len(self), 3)]
             return augment.mosaic([self.load(int(k), rng) for k in picks], self.img_size, self.hyp["min_visibility"], rng)
         img, boxes, cls = self.load(i, rng)
         img, boxes = augment.place_letterboxed(img, boxes, self.img_size)
         return img, boxes, cls
 
-    def __getitem__(self, i: int):
-        rng = np.random.default_rng([self.seed, self.epoch, i])
-        img, boxes, cls = self._composed(i, rng)
+    def __getitem__(self, key: int | tuple[int, int]):
+        i, epoch = key if isinstance(key, tuple) else (key, 0)
+        rng = np.random.default_rng([self.seed, epoch, i])
+        mosaic = self.augment and self.hyp["mosaic"] > 0 and epoch < self.mosaic_until
+        img, boxes, cls = self._composed(i, rng, mosaic)
         if self.augment:
-            if self.use_mosaic and rng.random() < self.hyp["mixup"]:
-                img, boxes, cls = augment.mixup((img, boxes, cls), self._composed(int(rng.integers(len(self))), rng), rng)
+            if mosaic and rng.random() < self.hyp["mixup"]:
+                other = self._composed(int(rng.integers(len(self))), rng, mosaic)
+                img, boxes, cls = augment.mixup((img, boxes, cls), other, rng)
             self.transform.set_random_seed(int(rng.integers(2**31)))
             out = self.transform(image=img, bboxes=boxes.astype(np.float32).reshape(-1, 4), cls=cls)
             img, boxes, cls = out["image"], np.asarray(out["bboxes"]).reshape(-1, 4), np.asarray(out["cls"])
@@ -144,7 +150,7 @@ class EpochSampler(Sampler):
         else:
             order = torch.randperm(self.n, generator=g)
             order = torch.cat([order, order[: total - self.n]])  # pad so every rank gets as many
-        return iter(order[self.rank :: self.world][self.start :].tolist())
+        return iter((i, self.epoch) for i in order[self.rank :: self.world][self.start :].tolist())
 
     def __len__(self) -> int:
         return self.per_rank - self.start

@@ -1,0 +1,233 @@
+"""One latency table across backends: PyTorch, ONNX Runtime, TensorRT.
+
+    python -m deploy.bench --weights W [W2 ...] [--onnx F ...] [--engine F ...] --img 384 640 \\
+        [--compare-img 640 640] --batch 1 --iters 200 [--json OUT] [--plot OUT.png]
+
+For each model and shape, every backend present here runs ``--warmup`` untimed iterations,
+then ``--iters`` timed ones: *model* is inference on a ready tensor; *end-to-end* adds JPEG
+decoding, letterboxing and NMS. Reports p50/p90/p99 latency (ms) and throughput (images/s).
+ONNX files are exported from each --weights on the fly unless given. Several --weights
+(e.g. pruned and unpruned) and --compare-img give side-by-side rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from detect import cli
+from detect.backend import TorchBackend
+from detect.boxes import non_max_suppression, prepare_image
+from detect.data.dataset import to_tensor
+from detect.errors import UsageError
+
+
+def _stats(times: list[float], batch: int) -> dict:
+    t = np.array(times) * 1e3
+    return {
+        "p50_ms": float(np.percentile(t, 50)),
+        "p90_ms": float(np.percentile(t, 90)),
+        "p99_ms": float(np.percentile(t, 99)),
+        "images_per_s": float(batch * 1e3 / t.mean()),
+    }
+
+
+def _time(fn, warmup: int, iters: int, cuda: bool) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(iters):
+        if cuda:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def _test_image(tmp: Path) -> Path:
+    """A 1080x1920 JPEG (the contest's typical test image) to decode in the end-to-end timing."""
+    from detect.data.synthetic import make_image
+
+    img, _, _ = make_image(1, seed=0)
+    if img.shape[:2] != (1080, 1920):
+        img = cv2.resize(img, (1920, 1080))
+    path = tmp / "bench_1080x1920.jpg"
+    cv2.imwrite(str(path), img)
+    return path
+
+
+def bench_backend(name: str, backend, shape, batch: int, image: Path, warmup: int, iters: int, cuda: bool) -> dict:
+    net, _ = prepare_image(cv2.imread(str(image)), max(shape), 32, shape=shape)
+    x = to_tensor(net)[None].float().div(255).repeat(batch, 1, 1, 1)
+    if cuda and name.startswith("PyTorch"):
+        x = x.cuda()
+
+    def model_only():
+        with torch.inference_mode():
+            backend(x)
+
+    def end_to_end():
+        frames = [cv2.imread(str(image)) for _ in range(batch)]
+        t = torch.stack([to_tensor(prepare_image(f, max(shape), 32, shape=shape)[0]) for f in frames]).float().div(255)
+        with torch.inference_mode():
+            non_max_suppression(backend(t), 0.25, 0.45)
+
+    return {
+        "backend": name,
+        "model": _stats(_time(model_only, warmup, iters, cuda), batch),
+        "end_to_end": _stats(_time(end_to_end, warmup, iters, cuda), batch),
+    }
+
+
+def _weights_file(name: str, tmp: Path) -> Path:
+    """A .pt as given, or for a scale name a random-initialised checkpoint of that architecture."""
+    if Path(name).suffix or Path(name).exists():
+        return Path(name)
+    from detect.model import build_model, default_arch, parse_model_name
+    from detect.weights import atomic_save, make_checkpoint
+
+    try:
+        scale = parse_model_name(name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    path = tmp / f"{scale}-random-init.pt"
+    atomic_save(make_checkpoint(build_model(default_arch(scale, 80)), [str(i) for i in range(80)]), path)
+    return path
+
+
+def _backends(weights: Path, shape, batch: int, onnx_files: list[Path], engines: list[Path], tmp: Path):
+    """(label, backend, on_cuda) for every backend available here."""
+    yield "PyTorch FP32 CPU", TorchBackend(weights, torch.device("cpu")), False
+    if torch.cuda.is_available():
+        yield "PyTorch FP32 CUDA", TorchBackend(weights, torch.device("cuda")), True
+        yield "PyTorch FP16 CUDA", TorchBackend(weights, torch.device("cuda"), half=True), True
+    from deploy.runtime import OnnxBackend
+
+    if not onnx_files:
+        from deploy import export
+
+        out = tmp / f"{weights.stem}_{shape[0]}x{shape[1]}"
+        out.mkdir(parents=True, exist_ok=True)
+        export.main(
+            ["--weights", str(weights), "--img", str(shape[0]), str(shape[1]), "--batch", str(batch), "--out", str(out)]
+        )
+        onnx_files = [out / "model.onnx", out / "model_fp16.onnx"]
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    for f in onnx_files:
+        label = "FP16" if "fp16" in f.name else "FP32"
+        yield f"ONNX Runtime {label} {'CUDA' if device.type == 'cuda' else 'CPU'}", OnnxBackend(f, device), False
+    for e in engines:
+        from deploy.engine import TrtBackend
+
+        yield "TensorRT FP16", TrtBackend(e, torch.device("cuda")), True
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m deploy.bench",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--weights",
+        nargs="+",
+        required=True,
+        help="one or more .pt (e.g. unpruned and pruned), or a scale name (yolov5s) to time a randomly "
+        "initialised model of that architecture (latency does not depend on the weights)",
+    )
+    p.add_argument("--onnx", nargs="*", type=Path, default=[], help="ONNX files to time (default: exported on the fly)")
+    p.add_argument("--engine", nargs="*", type=Path, default=[], help="TensorRT engines to time (GPU hosts)")
+    p.add_argument("--img", type=int, nargs=2, default=[384, 640], metavar=("H", "W"))
+    p.add_argument("--compare-img", type=int, nargs=2, default=None, metavar=("H", "W"), help="a second shape")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--iters", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--plot", type=Path, default=None, help="bar chart PNG (default: beside --json)")
+    args = p.parse_args(argv)
+    shapes = [tuple(args.img)] + ([tuple(args.compare_img)] if args.compare_img else [])
+    rows = []
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        image = _test_image(tmp)
+        for w in (_weights_file(w, tmp) for w in args.weights):
+            for shape in shapes:
+                onnx_files = args.onnx if len(args.weights) == 1 and len(shapes) == 1 else []
+                engines = args.engine if len(args.weights) == 1 and len(shapes) == 1 else []
+                for label, backend, cuda in _backends(w, shape, args.batch, onnx_files, engines, tmp):
+                    r = bench_backend(label, backend, shape, args.batch, image, args.warmup, args.iters, cuda)
+                    rows.append({"weights": str(w), "shape": list(shape), "batch": args.batch, **r})
+    print(format_table(rows))
+    result = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        },
+        "iters": args.iters,
+        "warmup": args.warmup,
+        "rows": rows,
+    }
+    if not torch.cuda.is_available():
+        print("TensorRT and CUDA rows skipped: no CUDA GPU on this machine")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+    plot = args.plot or (args.json.with_suffix(".png") if args.json else None)
+    if plot:
+        plot_rows(rows, plot)
+    return 0
+
+
+def format_table(rows: list[dict]) -> str:
+    head = (
+        f"{'model':<14} {'shape':>8} {'backend':<24} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'img/s':>7} "
+        f"{'e2e p50':>8} {'e2e img/s':>9}"
+    )
+    lines = [head]
+    for r in rows:
+        m, e = r["model"], r["end_to_end"]
+        lines.append(
+            f"{Path(r['weights']).stem[:14]:<14} {r['shape'][0]}x{r['shape'][1]:<4} {r['backend']:<24} "
+            f"{m['p50_ms']:>8.1f} {m['p90_ms']:>8.1f} {m['p99_ms']:>8.1f} {m['images_per_s']:>7.1f} "
+            f"{e['p50_ms']:>8.1f} {e['images_per_s']:>9.1f}"
+        )
+    return "\n".join(lines)
+
+
+def plot_rows(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{Path(r['weights']).stem} {r['shape'][0]}x{r['shape'][1]}\n{r['backend']}" for r in rows]
+    y = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(rows) + 1.5))
+    ax.barh(y - 0.2, [r["model"]["p50_ms"] for r in rows], 0.4, label="model")
+    ax.barh(y + 0.2, [r["end_to_end"]["p50_ms"] for r in rows], 0.4, label="end to end")
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set(xlabel="p50 latency (ms)", title=f"Latency, batch {rows[0]['batch']}" if rows else "Latency")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,225 @@
+"""Export a detector to ONNX (FP32 and FP16), simplified, with its metadata, checked in ONNX Runtime.
+
+    python -m deploy.export --weights W --img 384 640 [--batch 1 | --dynamic-batch MAX] [--opset 17] \\
+        [--nms] [--triton DIR] --out DIR
+
+model.onnx computes in FP32; model_fp16.onnx computes in FP16 with FP32 inputs and outputs.
+Without --nms the output keeps YOLOv5's layout, (batch, boxes, 5 + nc): cx, cy, w, h in
+input pixels, objectness, class scores. Right after export both files run in ONNX Runtime
+on real images and are compared with PyTorch (FP32 within 1e-4 relative, FP16 within 1e-2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from detect import cli
+from detect.boxes import PAD_VALUE, prepare_image
+from detect.data.dataset import load_image, to_tensor
+from detect.errors import UsageError
+from detect.weights import load_model
+
+META_VERSION = "1"
+TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
+
+
+def export_onnx(
+    model: torch.nn.Module, path: Path, shape: tuple[int, int], batch: int, dynamic_batch: bool, opset: int
+) -> None:
+    x = torch.zeros(batch, 3, *shape)
+    axes = {"images": {0: "batch"}, "output0": {0: "batch"}} if dynamic_batch else None
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer chatter about Python values in Detect's grid cache
+        torch.onnx.export(
+            model,
+            (x,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["images"],
+            output_names=["output0"],
+            dynamic_axes=axes,
+            do_constant_folding=True,
+        )
+
+
+def simplify(path: Path) -> None:
+    import onnxslim
+
+    model = onnxslim.slim(onnx.load(str(path)))
+    onnx.save(model, str(path))
+
+
+def to_fp16(src: Path, dst: Path) -> None:
+    """FP16 weights and compute, FP32 at the boundary (callers keep feeding float32)."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(model, str(dst))
+    simplify(dst)  # the converter appends its input Cast last: re-sort the graph topologically
+    onnx.checker.check_model(onnx.load(str(dst)))
+
+
+def write_metadata(path: Path, meta: dict) -> None:
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for k, v in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v if k == "exporter" else json.dumps(v)  # the tag stays readable as is
+    onnx.save(model, str(path))
+
+
+def read_metadata(path: Path) -> dict:
+    model = onnx.load(str(path), load_external_data=False)
+    raw = {p.key: p.value for p in model.metadata_props}
+    if raw.get("exporter") != "deploy.export":
+        raise UsageError(
+            f"{path}: not exported by deploy.export (no metadata with names, stride and input shape); "
+            "export it with python -m deploy.export"
+        )
+    return {k: (v if k == "exporter" else json.loads(v)) for k, v in raw.items()}
+
+
+def check_images(paths: list[Path], shape: tuple[int, int], stride: int, n: int = 2) -> torch.Tensor:
+    """Real photos letterboxed to the export shape; a synthetic scene if none are given."""
+    imgs = []
+    for p in paths[:n]:
+        net, _ = prepare_image(load_image(p), max(shape), stride, shape=shape)
+        imgs.append(to_tensor(net))
+    if not imgs:
+        from detect.data.synthetic import make_image
+
+        img, _, _ = make_image(0, seed=0)
+        imgs.append(to_tensor(prepare_image(img, max(shape), stride, shape=shape)[0]))
+    return torch.stack(imgs).float() / 255
+
+
+def parity(model: torch.nn.Module, onnx_path: Path, x: torch.Tensor, batch: int | None) -> dict:
+    """Max error of ONNX Runtime vs PyTorch, relative to the largest magnitude per part of the output."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        ref = model(x).numpy()
+    chunks = [x[i : i + 1] for i in range(len(x))] if batch == 1 else [x]
+    got = np.concatenate([sess.run(None, {"images": c.numpy()})[0] for c in chunks])
+    out = {}
+    for part, sl in (("boxes", slice(0, 4)), ("scores", slice(4, None))):
+        a, b = got[..., sl], ref[..., sl]
+        out[part] = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-9))
+    out["max_relative"] = max(out["boxes"], out["scores"])
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m deploy.export",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--weights", required=True, help="our checkpoint or an official YOLOv5 .pt")
+    p.add_argument("--img", type=int, nargs=2, default=[384, 640], metavar=("H", "W"), help="input height and width")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--batch", type=int, default=1, help="fixed batch size")
+    g.add_argument("--dynamic-batch", type=int, default=0, metavar="MAX", help="dynamic batch up to MAX")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--nms", action="store_true", help="also write graphs with NMS inside (ONNX Runtime and TensorRT)")
+    p.add_argument("--conf", type=float, default=0.25, help="score threshold of the --nms graphs")
+    p.add_argument("--iou", type=float, default=0.45, help="IoU threshold of the --nms graphs")
+    p.add_argument("--max-det", type=int, default=300, help="boxes kept per image (per class for ONNX NMS)")
+    p.add_argument(
+        "--check-images", default=None, help="folder of photos for the parity check (default: shared demo photos)"
+    )
+    p.add_argument("--triton", type=Path, default=None, help="also write a Triton model repository here")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    h, w = args.img
+    model, ckpt = load_model(args.weights, "cpu")
+    stride = int(model.stride.max())
+    if h % stride or w % stride:
+        raise UsageError(f"--img {h} {w}: both sides must be multiples of the stride {stride}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    batch = args.dynamic_batch or args.batch
+    fp32, fp16 = args.out / "model.onnx", args.out / "model_fp16.onnx"
+    export_onnx(model, fp32, (h, w), batch, bool(args.dynamic_batch), args.opset)
+    simplify(fp32)
+    to_fp16(fp32, fp16)
+    meta = {
+        "exporter": "deploy.export",
+        "version": META_VERSION,
+        "names": ckpt["names"],
+        "stride": stride,
+        "input_shape": [batch if not args.dynamic_batch else -1, 3, h, w],
+        "max_batch": batch,
+        "letterbox": {"mode": "resize long side, then pad centred", "pad_value": PAD_VALUE, "img_size": max(h, w)},
+        "output": "cx, cy, w, h (input pixels), objectness, class scores",
+        "arch": ckpt["arch"].get("name", "custom"),
+    }
+    for path, precision in ((fp32, "fp32"), (fp16, "fp16")):
+        write_metadata(path, {**meta, "precision": precision})
+    shared = Path(os.environ.get("DETECT_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "images"
+    folder = Path(args.check_images) if args.check_images else shared
+    photos = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
+    x = check_images(photos, (h, w), stride, n=batch if not args.dynamic_batch else 2)
+    report = {
+        "shape": [h, w],
+        "batch": batch,
+        "dynamic_batch": bool(args.dynamic_batch),
+        "images": [str(q) for q in photos[:2]],
+    }
+    failed = []
+    for path, precision in ((fp32, "fp32"), (fp16, "fp16")):
+        err = parity(model, path, x, None if args.dynamic_batch else batch)
+        report[precision] = {
+            **err,
+            "tolerance": TOLERANCE[precision],
+            "ok": err["max_relative"] <= TOLERANCE[precision],
+        }
+        print(
+            f"{path.name}: ONNX Runtime vs PyTorch max relative error {err['max_relative']:.2e} "
+            f"(boxes {err['boxes']:.2e}, scores {err['scores']:.2e}; tolerance {TOLERANCE[precision]:g})"
+        )
+        if not report[precision]["ok"]:
+            failed.append(precision)
+    if args.nms:
+        from deploy.nms_graph import add_efficient_nms, add_onnx_nms
+
+        for src, name in ((fp32, "model_nms.onnx"), (fp16, "model_fp16_nms.onnx")):
+            add_onnx_nms(src, args.out / name, len(ckpt["names"]), args.conf, args.iou, args.max_det)
+        add_efficient_nms(fp32, args.out / "model_trt_nms.onnx", args.conf, args.iou, args.max_det)
+        print(
+            "NMS graphs: model_nms.onnx, model_fp16_nms.onnx (ONNX NonMaxSuppression), model_trt_nms.onnx "
+            "(EfficientNMS_TRT, TensorRT only)"
+        )
+    if args.triton:
+        from deploy.triton import write_repository
+
+        print(f"Triton repository: {write_repository(args.triton, fp32, meta)}")
+    (args.out / "export.json").write_text(json.dumps(report, indent=2))
+    if "fp32" in failed:  # the FP32 graph must reproduce PyTorch; anything else is an export bug
+        raise UsageError(
+            f"model.onnx differs from PyTorch beyond {TOLERANCE['fp32']:g} in ONNX Runtime; see {args.out / 'export.json'}"
+        )
+    if "fp16" in failed:  # FP16 accumulation error grows with the input size: usable, but say so
+        print(
+            f"warning: model_fp16.onnx differs from PyTorch by {report['fp16']['max_relative']:.2e} (> "
+            f"{TOLERANCE['fp16']:g}) at {h}x{w}; check its mAP with detect.val before deploying it",
+            file=sys.stderr,
+        )
+    print(f"wrote {fp32} and {fp16}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

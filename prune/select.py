@@ -1,0 +1,66 @@
+"""Channel selection: one global threshold on BatchNorm |gamma| across all prunable layers.
+
+Channels coupled by a residual addition or a concatenation are decided together (their
+importance is the mean |gamma| over the coupled BatchNorms, as Torch-Pruning groups them).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from detect.errors import UsageError
+
+
+@dataclass
+class LayerPlan:
+    name: str
+    total: int
+    keep: list[int]  # channel indices kept
+    clamped: bool = False  # the threshold wanted fewer than --min-keep
+
+
+def global_threshold(scores: list[torch.Tensor], ratio: float | None, threshold: float | None) -> float:
+    """The |gamma| below (or at) which channels go: given directly, or the ``ratio`` quantile."""
+    if threshold is not None:
+        return float(threshold)
+    if ratio is None or not 0 < ratio < 1:
+        raise UsageError(f"--ratio must be in (0, 1), got {ratio}")
+    allv = torch.cat([s.flatten() for s in scores]).sort().values
+    k = min(len(allv) - 1, max(0, int(ratio * len(allv)) - 1))
+    return float(allv[k])
+
+
+def plan_layer(name: str, scores: torch.Tensor, thr: float, min_keep: float, round_to: int) -> LayerPlan:
+    total = len(scores)
+    keep = (scores > thr).nonzero().flatten()
+    n = len(keep)
+    floor = math.ceil(min_keep * total)
+    clamped = n < floor
+    if n == 0 and floor == 0:
+        raise UsageError(
+            f"the threshold {thr:.4g} would remove every channel of {name}; raise --min-keep above 0 "
+            "or lower the ratio/threshold"
+        )
+    n = max(n, floor, 1)
+    if round_to > 1:
+        n = min(total, math.ceil(n / round_to) * round_to)
+    order = scores.argsort(descending=True)[:n]
+    return LayerPlan(name, total, sorted(order.tolist()), clamped)
+
+
+def sparsity_summary(gammas: torch.Tensor) -> dict:
+    a = gammas.abs().float()
+    return {
+        "median": float(a.median()),
+        "p10": float(a.quantile(0.1)),
+        "share_below_0.01": float((a < 1e-2).float().mean()),
+        "count": int(a.numel()),
+    }
+
+
+def looks_sparsity_trained(summary: dict) -> bool:
+    """After L1 sparsity training a large share of |gamma| sits near zero; ordinary training leaves few."""
+    return summary["share_below_0.01"] >= 0.2

@@ -1,0 +1,216 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from deploy.export import read_metadata
+from detect.errors import UsageError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, yolov5n_pt):
+    out = tmp_path_factory.mktemp("export")
+    r = _run(
+        "-m",
+        "deploy.export",
+        "--weights",
+        str(yolov5n_pt),
+        "--img",
+        "384",
+        "640",
+        "--nms",
+        "--triton",
+        str(out / "triton"),
+        "--out",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_export_parity_fp32_and_fp16(exported):
+    report = json.loads((exported / "export.json").read_text())
+    assert report["fp32"]["ok"] and report["fp32"]["max_relative"] <= 1e-4
+    assert report["fp16"]["ok"] and report["fp16"]["max_relative"] <= 1e-2
+    assert len(report["images"]) >= 1  # checked on real photos, not zeros
+    for name in ("model.onnx", "model_fp16.onnx"):
+        m = onnx.load(str(exported / name))
+        assert [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 384, 640]
+        assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # FP32 I/O for both
+        assert [d.dim_value for d in m.graph.output[0].type.tensor_type.shape.dim] == [1, 15120, 85]
+    fp16 = onnx.load(str(exported / "model_fp16.onnx"))
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in fp16.graph.initializer)
+
+
+def test_onnx_metadata(exported):
+    meta = read_metadata(exported / "model.onnx")
+    assert meta["names"][:2] == ["person", "bicycle"] and meta["stride"] == 32
+    assert meta["input_shape"] == [1, 3, 384, 640] and meta["letterbox"]["pad_value"] == 114
+    assert meta["precision"] == "fp32" and read_metadata(exported / "model_fp16.onnx")["precision"] == "fp16"
+
+
+def test_nms_graph_matches_our_nms_on_demo_photos(exported):
+    import onnxruntime as ort
+
+    from detect.backend import TorchBackend
+    from detect.boxes import non_max_suppression, prepare_image
+    from detect.data.dataset import load_image, to_tensor
+    from tests.conftest import shared_path
+
+    torch_backend = TorchBackend(REPO.parent / "shared/weights/yolov5n.pt", torch.device("cpu"))
+    sess = ort.InferenceSession(str(exported / "model_nms.onnx"), providers=["CPUExecutionProvider"])
+    for photo in ("bus.jpg", "zidane.jpg"):
+        net, _ = prepare_image(load_image(shared_path(f"images/{photo}")), 640, 32, shape=(384, 640))
+        x = to_tensor(net)[None].float() / 255
+        ours = non_max_suppression(torch_backend(x), 0.25, 0.45, multi_label=True)[0]
+        graph = torch.from_numpy(sess.run(None, {"images": x.numpy()})[0])
+        assert len(graph) == len(ours) > 0, photo
+        key = lambda t: sorted(map(tuple, np.round(t.numpy(), 1).tolist()))  # noqa: E731
+        a, b = key(graph[:, [5, 6, 1, 2, 3, 4]]), key(ours[:, [4, 5, 0, 1, 2, 3]])
+        np.testing.assert_allclose(np.array(a), np.array(b), atol=0.25)
+
+
+def test_val_and_predict_accept_onnx(exported, tmp_path):
+    from tests.conftest import shared_path
+
+    out = tmp_path / "pred.json"
+    r = _run(
+        "-m",
+        "detect.predict",
+        "--weights",
+        str(exported / "model.onnx"),
+        "--source",
+        str(shared_path("images")),
+        "--out",
+        str(tmp_path),
+        "--json",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    dets = json.loads(out.read_text())
+    assert sum(d["file_name"] == "zidane.jpg" and d["category_id"] == 0 for d in dets) >= 2
+    r = _run(
+        "-m",
+        "detect.val",
+        "--weights",
+        str(exported / "model_nms.onnx"),
+        "--data",
+        str(shared_path("datasets/coco128/data.yaml")),
+    )
+    assert r.returncode == 2 and "has NMS inside" in r.stderr
+
+
+def test_triton_repository(exported):
+    cfg = (exported / "triton" / "detector" / "config.pbtxt").read_text()
+    assert 'platform: "onnxruntime_onnx"' in cfg and "max_batch_size: 0" in cfg
+    assert "dims: [1, 3, 384, 640]" in cfg and "dims: [1, 15120, 85]" in cfg
+    assert (exported / "triton" / "detector" / "1" / "model.onnx").is_file()
+
+
+def test_efficient_nms_graph_for_tensorrt(exported):
+    m = onnx.load(str(exported / "model_trt_nms.onnx"))
+    node = next(n for n in m.graph.node if n.op_type == "EfficientNMS_TRT")
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert attrs["box_coding"] == 1 and attrs["score_activation"] == 0 and attrs["background_class"] == -1
+    assert [o.name for o in m.graph.output] == ["num_dets", "det_boxes", "det_scores", "det_classes"]
+
+
+def test_foreign_onnx_gets_a_clear_message(tmp_path):
+    foreign = tmp_path / "foreign.onnx"
+    torch.onnx.export(torch.nn.Conv2d(3, 4, 1), (torch.zeros(1, 3, 8, 8),), str(foreign), dynamo=False)
+    with pytest.raises(UsageError, match="not exported by deploy.export"):
+        read_metadata(foreign)
+
+
+def test_trt_without_tensorrt_says_what_is_missing(exported):
+    from deploy.trt import missing_requirements
+
+    if not missing_requirements():
+        pytest.skip("CUDA and TensorRT are present here; the missing-requirements path cannot be exercised")
+    r = _run("-m", "deploy.trt", "--onnx", str(exported / "model.onnx"))
+    lines = [s for s in r.stderr.splitlines() if s.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "cannot build a TensorRT engine here: missing" in lines[0]
+    assert "model.onnx" in lines[0] and "model_fp16.onnx" in lines[0]
+
+
+def test_engine_build_and_run(exported, tmp_path):
+    from deploy.trt import missing_requirements
+
+    missing = missing_requirements()
+    if missing:
+        pytest.skip(f"TensorRT engine test needs {' and '.join(missing)}")
+    from deploy.engine import TrtBackend
+    from deploy.trt import build
+
+    engine = tmp_path / "model.engine"
+    build(exported / "model.onnx", engine)
+    backend = TrtBackend(engine, torch.device("cuda"))
+    out = backend(torch.rand(1, 3, 384, 640))
+    assert out.shape == (1, 15120, 85)
+
+
+def test_bench_json_schema(tmp_path, yolov5n_pt):
+    out = tmp_path / "bench.json"
+    r = _run(
+        "-m",
+        "deploy.bench",
+        "--weights",
+        str(yolov5n_pt),
+        "--img",
+        "384",
+        "640",
+        "--iters",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    result = json.loads(out.read_text())
+    assert {"machine", "iters", "rows"} <= result.keys()
+    backends = [row["backend"] for row in result["rows"]]
+    assert {"PyTorch FP32 CPU", "ONNX Runtime FP32 CPU", "ONNX Runtime FP16 CPU"} <= set(backends)
+    for row in result["rows"]:
+        for part in ("model", "end_to_end"):
+            assert {"p50_ms", "p90_ms", "p99_ms", "images_per_s"} <= row[part].keys()
+            assert 0 < row[part]["p50_ms"] <= row[part]["p99_ms"]
+    assert out.with_suffix(".png").is_file() and "p50 ms" in r.stdout
+
+
+@pytest.mark.slow
+def test_onnx_runtime_map_matches_pytorch_on_coco128(tmp_path, yolov5n_pt, coco128):
+    from deploy import export
+    from deploy.runtime import OnnxBackend
+    from detect.backend import TorchBackend
+    from detect.data.config import load_data_config
+    from detect.data.labels import scan_split
+    from detect.val import run_eval
+
+    export.main(["--weights", str(yolov5n_pt), "--img", "640", "640", "--dynamic-batch", "16", "--out", str(tmp_path)])
+    cfg = load_data_config(coco128)
+    samples, _ = scan_split(cfg, "val", progress=False)
+    shape = (640, 640)
+    ours, _ = run_eval(
+        TorchBackend(yolov5n_pt, torch.device("cpu")), samples, cfg.names, 640, fixed_shape=shape, progress=False
+    )
+    ort, _ = run_eval(
+        OnnxBackend(tmp_path / "model.onnx", torch.device("cpu")),
+        samples,
+        cfg.names,
+        640,
+        fixed_shape=shape,
+        progress=False,
+    )
+    assert abs(ours["map50_95"] - ort["map50_95"]) <= 0.002 and abs(ours["map50"] - ort["map50"]) <= 0.002

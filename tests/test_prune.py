@@ -1,0 +1,156 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from detect.model import build_model, count_gflops, default_arch
+from detect.weights import atomic_save, load_model, make_checkpoint
+from prune.select import plan_layer
+from prune.surgery import prune
+
+REPO = Path(__file__).resolve().parents[1]
+# Layers whose output channels are not tied to a residual sum: a zero channel there is dead weight.
+DEAD = {
+    "model.2.m.0.cv1": [1, 5],
+    "model.9.cv1": [0, 3, 7],
+    "model.13.cv2": [2],
+    "model.17.m.0.cv2": [4, 9],
+    "model.21": [0, 1, 2],
+}
+
+
+def _model_with_dead_channels(nc=3):
+    torch.manual_seed(0)
+    model = build_model(default_arch("yolov5n", nc=nc))
+    mods = dict(model.named_modules())
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):  # non-trivial statistics everywhere
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+        for name, idxs in DEAD.items():
+            bn = mods[name].bn
+            bn.weight[idxs] = 0.0
+            bn.bias[idxs] = 0.0
+    return model.eval()
+
+
+def test_surgery_removes_exactly_dead_channels_and_keeps_outputs():
+    model = _model_with_dead_channels()
+    x = torch.rand(2, 3, 96, 128)
+    with torch.no_grad():
+        ref = model(x)
+    pruned, plans, thr = prune(model, ratio=None, threshold=1e-9, min_keep=0.1, round_to=1)
+    removed = {p.name: p.total - len(p.keep) for p in plans if len(p.keep) < p.total}
+    assert removed == {name: len(idxs) for name, idxs in DEAD.items()}
+    with torch.no_grad():
+        out = pruned.eval()(x)
+    assert torch.allclose(out, ref, atol=1e-5, rtol=1e-5)
+    assert pruned.arch["channels"]["model.9.cv1"] == default_arch("yolov5n")["channels"]["model.9.cv1"] - 3
+
+
+def test_pruned_checkpoint_round_trips(tmp_path):
+    model = _model_with_dead_channels()
+    pruned, _, _ = prune(model, ratio=None, threshold=1e-9, round_to=1)
+    atomic_save(make_checkpoint(pruned, ["a", "b", "c"]), tmp_path / "pruned.pt")
+    loaded, ckpt = load_model(tmp_path / "pruned.pt", fuse=False)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(loaded.eval()(x), pruned.eval()(x), atol=1e-6)
+    assert ckpt["arch"]["channels"]["model.21"] == pruned.model[21].conv.out_channels
+    assert "torch_pruning" not in json.dumps(ckpt["arch"])  # plain spec, nothing from the pruning library
+
+
+def test_plan_layer_min_keep_round_to_and_refusal():
+    scores = torch.tensor([0.0, 0.1, 0.5, 0.9, 0.05, 0.7, 0.3, 0.2, 0.8, 0.6])
+    plan = plan_layer("L", scores, thr=0.55, min_keep=0.1, round_to=1)
+    assert plan.keep == [3, 5, 8, 9] and not plan.clamped
+    plan = plan_layer("L", scores, thr=0.55, min_keep=0.1, round_to=8)
+    assert len(plan.keep) == 8 and set(plan.keep) >= {3, 5, 8, 9}  # rounded up with the next best
+    plan = plan_layer("L", scores, thr=5.0, min_keep=0.3, round_to=1)
+    assert plan.clamped and plan.keep == [3, 5, 8]
+    from detect.errors import UsageError
+
+    with pytest.raises(UsageError, match="would remove every channel of L"):
+        plan_layer("L", scores, thr=5.0, min_keep=0.0, round_to=1)
+
+
+def test_coco128_ratio_half_halves_gflops(yolov5n_pt):
+    model, _ = load_model(yolov5n_pt, fuse=False)
+    g0 = count_gflops(model, (384, 640))
+    pruned, _, _ = prune(model, ratio=0.5, threshold=None, min_keep=0.1, round_to=8)
+    assert count_gflops(pruned, (384, 640)) <= 0.55 * g0
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
+def test_cli_end_to_end_and_bad_input(tmp_path, tiny_synthetic):
+    from detect.data.synthetic import CLASSES
+
+    ckpt = tmp_path / "model.pt"
+    atomic_save(make_checkpoint(build_model(default_arch("yolov5n", nc=len(CLASSES))), CLASSES), ckpt)
+    out = tmp_path / "prune"
+    r = _run(
+        "-m",
+        "prune",
+        "--weights",
+        str(ckpt),
+        "--data",
+        str(tiny_synthetic),
+        "--ratio",
+        "0.3",
+        "--img",
+        "64",
+        "--batch",
+        "2",
+        "--finetune-epochs",
+        "1",
+        "--distill",
+        "--latency-iters",
+        "2",
+        "--workers",
+        "0",
+        "--set",
+        "warmup_epochs=0",
+        "--out",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    assert "does not look sparsity-trained" in r.stderr and "median" in r.stderr
+    rep = json.loads((out / "report.json").read_text())
+    for key in (
+        "params_before",
+        "params_after",
+        "gflops_before",
+        "gflops_after",
+        "map50_95_before",
+        "map50_95_pruned",
+        "map50_95_finetuned",
+        "layers",
+        "onnx_latency_ms",
+    ):
+        assert key in rep, key
+    assert rep["params_after"] < rep["params_before"] and rep["layers"][0].keys() == {"name", "kept", "total"}
+    assert (out / "gamma.png").is_file() and (out / "report.md").read_text().startswith("# Pruning report")
+    v = _run("-m", "detect.val", "--weights", str(out / "pruned.pt"), "--data", str(tiny_synthetic), "--img", "64")
+    assert v.returncode == 0, v.stderr
+    bad = _run(
+        "-m",
+        "prune",
+        "--weights",
+        str(ckpt),
+        "--data",
+        str(tiny_synthetic),
+        "--ratio",
+        "1.5",
+        "--out",
+        str(tmp_path / "x"),
+    )
+    assert bad.returncode == 2 and "--ratio must be in (0, 1)" in bad.stderr
