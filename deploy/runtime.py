@@ -36,10 +36,8 @@ class OnnxBackend:
         self.stride = int(self.meta["stride"])
         batch, _, h, w = self.meta["input_shape"]
         self.fixed_shape = (int(h), int(w))
-        self.max_batch = None if batch == -1 else int(batch)
-        if batch == -1:
-            self.max_batch = int(self.meta.get("max_batch", 0)) or None
-        self.static_batch = batch != -1
+        self.static_batch = batch != -1  # a fixed-batch graph takes exactly `max_batch` images
+        self.max_batch = int(batch) if self.static_batch else (int(self.meta.get("max_batch", 0)) or None)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float().cpu()
