@@ -26,7 +26,9 @@ SET ?=
 SPARSITY ?= 0.001
 RATIO ?= 0.5
 FT_EPOCHS ?= 5
-PRUNE_WEIGHTS ?= $(firstword $(wildcard $(OUT)/train-sparse/weights/best.pt $(OUT)/train/weights/best.pt))
+FT_HYP ?= configs/hyp/finetune.yaml
+# the sparse run's last.pt (its sparsest weights; best.pt is usually an early, less sparse epoch)
+PRUNE_WEIGHTS ?= $(firstword $(wildcard $(OUT)/train-sparse/weights/last.pt $(OUT)/train/weights/best.pt))
 # deployment
 TRT_IMG ?= 384 640
 ITERS ?= 200
@@ -66,7 +68,7 @@ train-sparse: data  ## as train, plus L1 sparsity SPARSITY on BatchNorm gamma (f
 prune: data  ## prune PRUNE_WEIGHTS (default: the sparse or plain train run) by RATIO, fine-tune FT_EPOCHS; OUT/prune
 	@test -n "$(PRUNE_WEIGHTS)" || { echo "prune: no trained weights: run make train-sparse (or make train) first, or set PRUNE_WEIGHTS"; exit 2; }
 	$(PY) -m prune --weights $(PRUNE_WEIGHTS) --data $(DATA) --ratio $(RATIO) --finetune-epochs $(FT_EPOCHS) \
-	  --img $(TRAIN_IMG) --batch $(BATCH) --device $(DEVICE) --out $(OUT)/prune
+	  --img $(TRAIN_IMG) --batch $(BATCH) --device $(DEVICE) --hyp $(FT_HYP) --out $(OUT)/prune
 
 val: data  ## COCO mAP of WEIGHTS on DATA (val split)
 	$(PY) -m detect.val --weights $(WEIGHTS) --data $(DATA) --img $(IMG) --batch $(BATCH) --device $(DEVICE) --json $(OUT)/val/metrics.json
@@ -91,7 +93,7 @@ demo: data  ## the whole pipeline so far on the embedded dataset (+ the shared p
 	$(PY) -m detect.predict --weights $(OUT)/demo/train/weights/best.pt --source $(SYNTH_DIR)/images/val --img 320 \
 	  --device cpu --out $(OUT)/demo/predict --save-images
 	$(PY) -m prune --weights $(OUT)/demo/train/weights/best.pt --data $(SYNTH_DIR)/data.yaml --ratio 0.5 \
-	  --finetune-epochs 2 --img 320 --batch 16 --latency-iters 20 --out $(OUT)/demo/prune
+	  --finetune-epochs 2 --img 320 --batch 16 --hyp $(FT_HYP) --latency-iters 20 --out $(OUT)/demo/prune
 	$(PY) -m deploy.export --weights $(OUT)/demo/train/weights/best.pt --img 384 640 --out $(OUT)/demo/deploy
 	$(PY) -m deploy.trt --onnx $(OUT)/demo/deploy/model.onnx --if-available
 	$(PY) -m deploy.bench --weights $(OUT)/demo/train/weights/best.pt $(OUT)/demo/prune/pruned.pt --img 384 640 \

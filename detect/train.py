@@ -43,6 +43,7 @@ from detect.model import YOLOv5, build_model, default_arch, parse_model_name
 from detect.optim import (
     SAM,
     apply_warmup,
+    bn_gamma_summary,
     bn_sparsity_grad,
     build_optimizer,
     ema_model,
@@ -63,6 +64,8 @@ CSV_FIELDS = [
     "lr/2",
     "images_per_s",
     "sparsity",
+    "gamma_median",
+    "gamma_below_0.01",
     "precision",
     "recall",
     "map50",
@@ -278,6 +281,7 @@ def train(args) -> dict:
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     ema = ema_model(model, hyp["ema_decay"], hyp["ema_tau"]) if main_proc else None
     start_epoch, start_iter, best_fitness = 0, 0, -1.0
+    gamma_start = bn_gamma_summary(model)  # what sparsity training moves; in the checkpoints and the prune report
     if resume_state is not None:
         tr = resume_state["train"]
         optimizer.load_state_dict(tr["optimizer"])
@@ -287,6 +291,7 @@ def train(args) -> dict:
             ema.module.load_state_dict(resume_state["ema"])
             ema.n_averaged.fill_(tr["ema_updates"])
         start_epoch, start_iter, best_fitness = tr["epoch"], tr["iteration"], tr["best_fitness"]
+        gamma_start = tr.get("gamma_start", gamma_start)
         if start_iter == 0:
             start_epoch += 1
         _restore_rng(tr["rng"])
@@ -434,6 +439,7 @@ def train(args) -> dict:
                             args,
                             hyp,
                             best_fitness,
+                            gamma_start,
                         )
                         print(
                             f"stopped at epoch {epoch + 1}, iteration {i + 1}; resume with "
@@ -473,12 +479,15 @@ def train(args) -> dict:
             elif validated:
                 epochs_without_gain += args.val_interval
             shown = metrics if validated else {}
+            gamma = {"start": gamma_start, "now": bn_gamma_summary(ema.module), "sparsity": hyp["sparsity"]}
             row = [
                 epoch + 1,
                 *mloss.tolist(),
                 *lrs,
                 images_per_s,
                 sparsity,
+                gamma["now"]["median"],
+                gamma["now"]["share_below_0.01"],
                 *(shown.get(k, float("nan")) for k in ("precision", "recall", "map50", "map50_95")),
             ]
             with open(out / "results.csv", "a", newline="") as f:
@@ -492,7 +501,19 @@ def train(args) -> dict:
                 )
                 writer.add_histogram("bn_gamma_abs", gammas, epoch + 1)
             _save(
-                wdir / "last.pt", model, ema, cfg.names, optimizer, scheduler, scaler, epoch, 0, args, hyp, best_fitness
+                wdir / "last.pt",
+                model,
+                ema,
+                cfg.names,
+                optimizer,
+                scheduler,
+                scaler,
+                epoch,
+                0,
+                args,
+                hyp,
+                best_fitness,
+                gamma_start,
             )
             if improved:
                 atomic_save(
@@ -500,7 +521,7 @@ def train(args) -> dict:
                         model,
                         cfg.names,
                         ema=ema.module.state_dict(),
-                        meta={"epoch": epoch + 1, "fitness": fit, **_meta(metrics)},
+                        meta={"epoch": epoch + 1, "fitness": fit, **_meta(metrics), "bn_gamma": gamma},
                     ),
                     wdir / "best.pt",
                 )
@@ -580,7 +601,9 @@ def _restore_rng(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _save(path, model, ema, names, optimizer, scheduler, scaler, epoch, iteration, args, hyp, best_fitness):
+def _save(
+    path, model, ema, names, optimizer, scheduler, scaler, epoch, iteration, args, hyp, best_fitness, gamma_start
+):
     """last.pt: model, EMA and everything needed to continue exactly (epoch, iteration within it)."""
     train_state = {
         "epoch": epoch,
@@ -594,14 +617,16 @@ def _save(path, model, ema, names, optimizer, scheduler, scaler, epoch, iteratio
         "rng": _rng_state(),
         "args": _plain_args(args),
         "hyp": hyp,
+        "gamma_start": gamma_start,
     }
+    gamma = {"start": gamma_start, "now": bn_gamma_summary(ema.module), "sparsity": hyp["sparsity"]}
     atomic_save(
         make_checkpoint(
             model,
             names,
             ema=ema.module.state_dict(),
             train=train_state,
-            meta={"epoch": epoch + 1 if iteration == 0 else epoch},
+            meta={"epoch": epoch + 1 if iteration == 0 else epoch, "bn_gamma": gamma},
         ),
         path,
     )

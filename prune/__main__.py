@@ -25,9 +25,10 @@ from detect.data.config import load_data_config
 from detect.data.labels import scan_split
 from detect.errors import UsageError
 from detect.model import count_gflops, count_params
+from detect.optim import bn_gamma_summary
 from detect.val import run_eval
 from detect.weights import atomic_save, build_from_checkpoint, load_checkpoint, make_checkpoint
-from prune.select import looks_sparsity_trained, sparsity_summary
+from prune.select import looks_sparsity_trained
 from prune.surgery import prunable_bn_gammas, prune
 
 
@@ -90,6 +91,21 @@ def write_markdown(out: Path, r: dict) -> None:
         f"| GFLOPs at {r['shape'][0]}x{r['shape'][1]} | {r['gflops_before']:.2f} | {r['gflops_after']:.2f} "
         f"({r['gflops_after'] / r['gflops_before']:.2f}x) |",
     ]
+    st = r.get("sparsity_training")
+    if st:
+        a, b = st["start"], st["end"]
+        lines[3:3] = [
+            f"Sparsity training (L1 strength {st['strength']:g}) moved BatchNorm |gamma| toward zero: median "
+            f"{a['median']:.3f} -> {b['median']:.3f}, 10th percentile {a['p10']:.3f} -> {b['p10']:.3f}, "
+            f"share below 0.01 {a['share_below_0.01']:.0%} -> {b['share_below_0.01']:.0%}.",
+            "",
+        ]
+    elif not r["sparsity_trained"]:
+        lines[3:3] = [
+            f"Not sparsity-trained: {r['gamma']['share_below_0.01']:.0%} of |gamma| below 0.01 "
+            f"(median {r['gamma']['median']:.3f}); expect a large drop before fine-tuning.",
+            "",
+        ]
     if r.get("onnx_latency_ms"):
         lat = r["onnx_latency_ms"]
         lines.append(
@@ -113,6 +129,14 @@ def write_markdown(out: Path, r: dict) -> None:
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
 
+def _sparsity_history(ckpt: dict) -> dict | None:
+    """The |gamma| summary the trainer stored before and after a sparsity run (None if it was not one)."""
+    g = (ckpt.get("meta") or {}).get("bn_gamma")
+    if not g or not g.get("sparsity"):
+        return None
+    return {"strength": g["sparsity"], "start": g["start"], "end": g["now"]}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m prune",
@@ -132,6 +156,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--hyp", help="hyperparameter file for fine-tuning (default: the trainer's)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="hyperparameters for fine-tuning")
     p.add_argument(
         "--report-shape",
@@ -159,7 +184,7 @@ def main(argv=None) -> int:
     samples, _ = scan_split(cfg, "val" if "val" in cfg.splits else "train", progress=False)
     args.out.mkdir(parents=True, exist_ok=True)
     gammas = prunable_bn_gammas(model)
-    gsum = sparsity_summary(gammas)
+    gsum = bn_gamma_summary(gammas)
     if not looks_sparsity_trained(gsum):
         print(
             f"warning: {args.weights} does not look sparsity-trained: only {gsum['share_below_0.01']:.0%} of BatchNorm "
@@ -216,6 +241,8 @@ def main(argv=None) -> int:
         ]
         if args.distill:
             targs += ["--teacher", str(args.weights)]
+        if args.hyp:
+            targs += ["--hyp", args.hyp]
         if args.set:
             targs += ["--set", *args.set]
         summary = train.train(train.parse_args(targs))
@@ -245,6 +272,7 @@ def main(argv=None) -> int:
         "distill": args.distill,
         "gamma": gsum,
         "sparsity_trained": looks_sparsity_trained(gsum),
+        "sparsity_training": _sparsity_history(ckpt),
         "layers": layers,
     }
     if args.latency_iters > 0:

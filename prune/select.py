@@ -51,16 +51,6 @@ def plan_layer(name: str, scores: torch.Tensor, thr: float, min_keep: float, rou
     return LayerPlan(name, total, sorted(order.tolist()), clamped)
 
 
-def sparsity_summary(gammas: torch.Tensor) -> dict:
-    a = gammas.abs().float()
-    return {
-        "median": float(a.median()),
-        "p10": float(a.quantile(0.1)),
-        "share_below_0.01": float((a < 1e-2).float().mean()),
-        "count": int(a.numel()),
-    }
-
-
 def looks_sparsity_trained(summary: dict) -> bool:
     """After L1 sparsity training a large share of |gamma| sits near zero; ordinary training leaves few."""
     return summary["share_below_0.01"] >= 0.2

@@ -154,3 +154,34 @@ def test_cli_end_to_end_and_bad_input(tmp_path, tiny_synthetic):
         str(tmp_path / "x"),
     )
     assert bad.returncode == 2 and "--ratio must be in (0, 1)" in bad.stderr
+
+
+def test_sparsity_training_is_recorded_and_quoted_by_the_report(tmp_path, tiny_synthetic):
+    """The trainer stores where |gamma| started and ended; the prune report shows the move."""
+    import csv
+
+    from detect import train
+    from detect.weights import load_checkpoint
+    from prune.__main__ import main as prune_main
+
+    run = tmp_path / "sparse"
+    common = ["--data", str(tiny_synthetic), "--img", "64", "--batch", "4", "--workers", "0", "--device", "cpu"]
+    train.train(
+        train.parse_args(
+            [*common, "--model", "yolov5n", "--epochs", "2", "--out", str(run), "--set", "warmup_epochs=0"]
+            + ["nominal_batch=4", "sparsity=0.5"]
+        )
+    )
+    g = load_checkpoint(run / "weights" / "last.pt")["meta"]["bn_gamma"]
+    assert g["sparsity"] == 0.5 and g["start"]["median"] == pytest.approx(1.0)  # BatchNorm init
+    assert g["now"]["median"] < g["start"]["median"] - 0.05
+    rows = list(csv.DictReader(open(run / "results.csv")))
+    assert float(rows[-1]["gamma_median"]) == pytest.approx(g["now"]["median"], rel=1e-4)
+    assert float(rows[0]["gamma_median"]) > float(rows[-1]["gamma_median"])
+
+    out = tmp_path / "prune"
+    args = [*common, "--weights", str(run / "weights" / "last.pt"), "--ratio", "0.3", "--latency-iters", "0"]
+    assert prune_main([*args, "--out", str(out)]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["sparsity_training"] == {"strength": 0.5, "start": g["start"], "end": g["now"]}
+    assert "moved BatchNorm |gamma| toward zero" in (out / "report.md").read_text()
