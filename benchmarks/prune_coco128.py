@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+from detect.paths import shared_dir  # noqa: E402
 
 
 def train(args, weights: str, epochs: int, out: Path, extra: list[str], hyp: str | None = None) -> dict:
@@ -35,7 +36,7 @@ def train(args, weights: str, epochs: int, out: Path, extra: list[str], hyp: str
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    shared = Path(os.environ.get("DETECT_SHARED", REPO.parent / "shared"))
+    shared = shared_dir()
     p.add_argument("--weights", default=str(shared / "weights/yolov5n.pt"))
     p.add_argument("--data", default=str(shared / "datasets/coco128/data.yaml"))
     p.add_argument("--sparse-epochs", type=int, default=0, help="sparsity-training epochs before pruning (0 = none)")

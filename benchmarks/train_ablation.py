@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+from detect.paths import shared_dir  # noqa: E402
+
 CONFIGS = [
     ("baseline", []),
     ("+sliced (640 windows)", ["slice=true", "slice_window=640"]),
@@ -33,7 +35,7 @@ CONFIGS = [
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(REPO / "data/synthetic/data.yaml"))
-    shared = Path(os.environ.get("DETECT_SHARED", REPO.parent / "shared"))
+    shared = shared_dir()
     default_w = shared / "weights/yolov5n.pt"
     p.add_argument("--weights", default=str(default_w) if default_w.is_file() else "")
     p.add_argument("--epochs", type=int, default=10)

@@ -22,6 +22,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+from detect.paths import shared_dir  # noqa: E402
+
 OFFICIAL = """
 import numpy as np
 np.trapz = np.trapezoid  # removed from numpy 2.x; the official metric still calls it
@@ -43,7 +46,7 @@ def timed(cmd: list[str], env=None) -> tuple[float, str]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--official-python", required=True, help="python of a venv with yolov5==7.0.14 installed")
-    shared = Path(os.environ.get("DETECT_SHARED", REPO.parent / "shared"))
+    shared = shared_dir()
     p.add_argument("--weights", default=str(shared / "weights/yolov5n.pt"))
     p.add_argument("--data", default=str(shared / "datasets/coco128/data.yaml"))
     p.add_argument("--img", type=int, default=640)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -26,6 +25,7 @@ from detect import cli
 from detect.boxes import PAD_VALUE, prepare_image
 from detect.data.dataset import load_image, to_tensor
 from detect.errors import UsageError
+from detect.paths import shared_dir
 from detect.weights import load_model
 
 META_VERSION = "1"
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     }
     for path, precision in ((fp32, "fp32"), (fp16, "fp16")):
         write_metadata(path, {**meta, "precision": precision})
-    shared = Path(os.environ.get("DETECT_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "images"
+    shared = shared_dir() / "images"
     folder = Path(args.check_images) if args.check_images else shared
     photos = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
     x = check_images(photos, (h, w), stride, n=batch if not args.dynamic_batch else 2)

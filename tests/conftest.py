@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from detect.paths import shared_dir
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("DETECT_SHARED", REPO.parent / "shared"))
+SHARED = shared_dir()
 
 
 def shared_path(rel: str) -> Path:
