@@ -50,6 +50,18 @@ def onnx_latency(ckpt_path: Path, out: Path, shape: tuple[int, int], iters: int)
     return r["model"]["p50_ms"]
 
 
+def calibration_batch(cfg, img: int, n: int) -> torch.Tensor | None:
+    """``n`` training images spread over the split, letterboxed square to ``img``, in [0, 1]."""
+    if n <= 0:
+        return None
+    from detect.data.dataset import EvalDataset
+
+    samples, _ = scan_split(cfg, "train" if "train" in cfg.splits else "val", progress=False)
+    picked = samples[:: max(1, len(samples) // n)][:n]
+    images = [EvalDataset(picked, img, len(picked), rect=False)[i][0] for i in range(len(picked))]
+    return torch.stack(images).float().div_(255)
+
+
 def plots(out: Path, gammas: torch.Tensor, thr: float, layers: list[dict]) -> None:
     import matplotlib
 
@@ -83,7 +95,12 @@ def write_markdown(out: Path, r: dict) -> None:
         "# Pruning report",
         "",
         f"weights `{r['weights']}`, data `{r['data']}`, threshold {r['threshold']:.4g} "
-        f"({'ratio ' + str(r['ratio']) if r['ratio'] else 'given'}), min-keep {r['min_keep']}, round-to {r['round_to']}",
+        f"({'ratio ' + str(r['ratio']) if r['ratio'] else 'given'}), min-keep {r['min_keep']}, round-to {r['round_to']}; "
+        + (
+            f"removed channels' mean activations over {r['calibration_images']} training images folded into their consumers"
+            if r["calibration_images"]
+            else "removed channels dropped without compensation"
+        ),
         "",
         "| | before | after |",
         "| --- | --- | --- |",
@@ -150,6 +167,12 @@ def main(argv=None) -> int:
     g.add_argument("--threshold", type=float, help="remove channels whose |gamma| is at or below this")
     p.add_argument("--min-keep", type=float, default=0.1, help="never keep fewer than this share of a layer")
     p.add_argument("--round-to", type=int, default=8, help="round kept channels up to a multiple (1 = off)")
+    p.add_argument(
+        "--calib-images",
+        type=int,
+        default=32,
+        help="training images whose mean activations of removed channels are folded into their consumers (0 = off)",
+    )
     p.add_argument("--finetune-epochs", type=int, default=0)
     p.add_argument("--distill", action="store_true", help="fine-tune with the unpruned model as teacher")
     p.add_argument("--img", type=int, default=640, help="validation and fine-tuning input size")
@@ -196,7 +219,10 @@ def main(argv=None) -> int:
     before = evaluate(model, samples, cfg.names, args.img, args.batch, args.workers)
     params_before, gflops_before = count_params(model), count_gflops(model, shape)
 
-    pruned, plans, thr = prune(copy.deepcopy(model), args.ratio, args.threshold, args.min_keep, args.round_to)
+    calib = calibration_batch(cfg, args.img, args.calib_images)
+    pruned, plans, thr = prune(
+        copy.deepcopy(model), args.ratio, args.threshold, args.min_keep, args.round_to, calib=calib
+    )
     for plan in plans:
         if plan.clamped:
             print(
@@ -257,6 +283,7 @@ def main(argv=None) -> int:
         "threshold": thr,
         "min_keep": args.min_keep,
         "round_to": args.round_to,
+        "calibration_images": 0 if calib is None else len(calib),
         "shape": list(shape),
         "params_before": params_before,
         "params_after": count_params(pruned),

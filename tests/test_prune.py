@@ -1,3 +1,4 @@
+import copy
 import json
 import subprocess
 import sys
@@ -22,7 +23,7 @@ DEAD = {
 }
 
 
-def _model_with_dead_channels(nc=3):
+def _model_with_dead_channels(nc=3, dead=DEAD, beta=0.0):
     torch.manual_seed(0)
     model = build_model(default_arch("yolov5n", nc=nc))
     mods = dict(model.named_modules())
@@ -33,10 +34,10 @@ def _model_with_dead_channels(nc=3):
                 m.running_var.uniform_(0.5, 1.5)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
-        for name, idxs in DEAD.items():
+        for name, idxs in dead.items():
             bn = mods[name].bn
             bn.weight[idxs] = 0.0
-            bn.bias[idxs] = 0.0
+            bn.bias[idxs] = beta
     return model.eval()
 
 
@@ -52,6 +53,23 @@ def test_surgery_removes_exactly_dead_channels_and_keeps_outputs():
         out = pruned.eval()(x)
     assert torch.allclose(out, ref, atol=1e-5, rtol=1e-5)
     assert pruned.arch["channels"]["model.9.cv1"] == default_arch("yolov5n")["channels"]["model.9.cv1"] - 3
+
+
+def test_removed_constant_channels_are_folded_into_their_consumers():
+    """gamma = 0, beta != 0: the channel outputs the constant SiLU(beta), so dropping it shifts its
+    consumers. With a calibration batch the shift goes into the consumers' BN means; where
+    every consumer is a 1x1 conv (no zero padding) the outputs stay equal."""
+    dead = {k: v for k, v in DEAD.items() if k != "model.2.m.0.cv1"}  # that one feeds a padded 3x3
+    model = _model_with_dead_channels(dead=dead, beta=0.7)
+    x = torch.rand(2, 3, 96, 128)
+    with torch.no_grad():
+        ref = model(x)
+    naive, _, _ = prune(copy.deepcopy(model), ratio=None, threshold=1e-9, round_to=1)
+    folded, plans, _ = prune(copy.deepcopy(model), None, 1e-9, round_to=1, calib=torch.rand(2, 3, 64, 64))
+    assert {p.name for p in plans if len(p.keep) < p.total} == set(dead)
+    with torch.no_grad():
+        assert torch.allclose(folded.eval()(x), ref, atol=1e-4, rtol=1e-4)
+        assert not torch.allclose(naive.eval()(x), ref, atol=1e-2, rtol=1e-2)
 
 
 def test_pruned_checkpoint_round_trips(tmp_path):
