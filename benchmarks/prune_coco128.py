@@ -40,6 +40,7 @@ def main() -> int:
     p.add_argument("--weights", default=str(shared / "weights/yolov5n.pt"))
     p.add_argument("--data", default=str(shared / "datasets/coco128/data.yaml"))
     p.add_argument("--sparse-epochs", type=int, default=0, help="sparsity-training epochs before pruning (0 = none)")
+    p.add_argument("--sparse-weights", help="reuse this sparsity-trained checkpoint (trained for --sparse-epochs)")
     p.add_argument("--sparsity", type=float, default=0.05, help="L1 strength on BN gamma for sparsity training")
     p.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs (pruned and baseline)")
     p.add_argument("--img", type=int, default=320)
@@ -52,12 +53,15 @@ def main() -> int:
     p.add_argument("--min-keep", type=float, default=0.1)
     p.add_argument("--set", nargs="*", default=[], help="extra hyperparameters for every training run")
     p.add_argument("--distill", action="store_true")
+    p.add_argument("--skip-same-budget", action="store_true", help="leave out baseline 4 (the longest run)")
     p.add_argument("--out", type=Path, default=REPO / "runs/prune_coco128")
     args = p.parse_args()
     args.common = ["--data", args.data, "--img", str(args.img), "--batch", str(args.batch), "--device", "cpu"]
 
     source = args.weights
-    if args.sparse_epochs > 0:
+    if args.sparse_weights:
+        source = args.sparse_weights
+    elif args.sparse_epochs > 0:
         extra = [f"sparsity={args.sparsity}", f"sparsity_schedule={args.sparsity_schedule}"]
         train(args, args.weights, args.sparse_epochs, args.out / "sparse", extra, args.sparse_hyp)
         source = str(args.out / "sparse" / "weights" / "last.pt")  # the sparsest, not the best-scoring
@@ -69,7 +73,7 @@ def main() -> int:
     r = json.loads((args.out / "pruned" / "report.json").read_text())
     base = train(args, args.weights, args.epochs, args.out / "unpruned", [])
     budget = None
-    if args.sparse_epochs > 0:
+    if args.sparse_epochs > 0 and not args.skip_same_budget:
         total = args.sparse_epochs + args.epochs
         budget = train(args, args.weights, total, args.out / "unpruned_same_budget", [])
 
