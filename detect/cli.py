@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from detect.errors import DataError, UsageError, WeightsError
+from detect.errors import DataError, OutputError, UsageError, WeightsError
 
 USER_ERRORS = (DataError, WeightsError, FileNotFoundError)
 
@@ -16,6 +16,9 @@ def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None =
     except (*USER_ERRORS, UsageError) as e:
         print(f"error: {e}", file=sys.stderr)
         code = 2
+    except OutputError as e:  # the input was fine; the output could not be written
+        print(f"error: {e}", file=sys.stderr)
+        code = 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130

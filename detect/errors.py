@@ -11,3 +11,7 @@ class WeightsError(Exception):
 
 class UsageError(Exception):
     """A bad option value; the message says which and what is accepted."""
+
+
+class OutputError(Exception):
+    """An output that cannot be written (read-only, full disk); the message names the path and the cause."""

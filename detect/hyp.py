@@ -1,40 +1,93 @@
-"""Hyperparameters: ``configs/hyp/default.yaml`` overlaid with a user file; unknown keys are an error."""
+"""Hyperparameters: ``configs/hyp/default.yaml`` overlaid with a user file and ``--set`` pairs.
+
+The defaults file is the schema: every key it lists is the only key accepted, and its value's
+type is the type accepted (an int where a float is expected is fine; a list keeps its length).
+Choices for the few enumerated keys are listed in ``CHOICES``. ``overlay_saved`` rebuilds a
+resumed run's hyperparameters on today's defaults, so a key added since still has a value.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from detect.errors import UsageError
 
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "hyp" / "default.yaml"
+CHOICES = {
+    "optimizer": ("SGD", "AdamW"),
+    "schedule": ("cosine", "linear"),
+    "sparsity_schedule": ("constant", "linear"),
+    "sparsity_mode": ("channel", "group"),
+}
+
+
+def defaults() -> dict:
+    return yaml.safe_load(DEFAULT.read_text())
 
 
 def load_hyp(path: str | Path | None = None, overrides: dict | None = None) -> dict:
-    hyp = yaml.safe_load(DEFAULT.read_text())
+    """Defaults, then the file at ``path``, then ``overrides``; each value checked against its default's type."""
+    hyp = defaults()
     if path is not None and Path(path).resolve() != DEFAULT:
         path = Path(path)
         if not path.is_file():
             raise UsageError(f"{path}: no such hyperparameter file")
-        user = yaml.safe_load(path.read_text()) or {}
+        try:
+            user = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise UsageError(f"{path}: not a readable YAML file ({type(e).__name__})") from None
         if not isinstance(user, dict):
             raise UsageError(f"{path}: expected a mapping of hyperparameter: value")
-        _check_keys(user, hyp, str(path))
-        hyp.update(user)
+        hyp.update(validate(user, hyp, str(path)))
     if overrides:
-        _check_keys(overrides, hyp, "overrides")
-        hyp.update(overrides)
-    if hyp["optimizer"] not in ("SGD", "AdamW"):
-        raise UsageError(f"optimizer must be SGD or AdamW, got {hyp['optimizer']!r}")
-    if hyp["schedule"] not in ("cosine", "linear"):
-        raise UsageError(f"schedule must be cosine or linear, got {hyp['schedule']!r}")
-    if hyp["sparsity_schedule"] not in ("constant", "linear"):
-        raise UsageError(f"sparsity_schedule must be constant or linear, got {hyp['sparsity_schedule']!r}")
+        hyp.update(validate(overrides, hyp, "--set"))
     return hyp
 
 
-def _check_keys(user: dict, known: dict, where: str) -> None:
-    unknown = sorted(set(user) - set(known))
+def validate(user: dict, schema: dict, where: str) -> dict:
+    """``user`` with each value coerced to its schema type; unknown keys and wrong types are a UsageError."""
+    unknown = sorted(set(user) - set(schema))
     if unknown:
         raise UsageError(f"{where}: unknown hyperparameter(s) {', '.join(unknown)}; every key is listed in {DEFAULT}")
+    return {k: _coerce(k, v, schema[k], where) for k, v in user.items()}
+
+
+def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
+    def bad(expected: str):
+        return UsageError(f"{where}: {key} must be {expected}, got {value!r}")
+
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad("true or false")
+    elif isinstance(default, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad("a number")
+        value = type(default)(value) if isinstance(default, float) or float(value).is_integer() else value
+        if isinstance(default, int) and not isinstance(value, int):
+            raise bad("a whole number")
+    elif isinstance(default, list):
+        if not isinstance(value, list) or len(value) != len(default):
+            raise bad(f"a list of {len(default)} numbers")
+        value = [_coerce(key, v, d, where) for v, d in zip(value, default)]
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise bad("a string")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise bad(" or ".join(CHOICES[key]))
+    return value
+
+
+def overlay_saved(saved: dict, where: str) -> dict:
+    """A resumed run's hyperparameters on today's defaults; keys added since are announced with their value."""
+    hyp = defaults()
+    known = {k: v for k, v in saved.items() if k in hyp}
+    dropped = sorted(set(saved) - set(hyp))
+    hyp.update(validate(known, hyp, where))
+    for key in sorted(set(hyp) - set(saved)):
+        print(f"note: {where} predates hyperparameter {key}; using its default {hyp[key]!r}", file=sys.stderr)
+    if dropped:
+        print(f"note: {where}: hyperparameter(s) {', '.join(dropped)} no longer exist; ignored", file=sys.stderr)
+    return hyp

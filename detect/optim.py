@@ -7,12 +7,12 @@ backward -> unscale -> sparsity term -> gradient centralisation -> clipping -> s
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel
 
 
 # --------------------------------------------------------------------------- optimiser
@@ -61,6 +61,17 @@ def apply_warmup(opt: torch.optim.Optimizer, it: int, warmup_iters: int, epoch_f
 
 
 # --------------------------------------------------------------------------- gradients
+def batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every BatchNorm of ``model``: BatchNorm2d and SyncBatchNorm alike (``--sync-bn`` converts them)."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def bn_gammas(model: nn.Module) -> torch.Tensor:
+    """All BatchNorm weights of ``model`` as one flat tensor (empty when there are none)."""
+    ws = [m.weight.detach().flatten() for m in batchnorms(model) if m.weight is not None]
+    return torch.cat(ws) if ws else torch.zeros(0)
+
+
 def bn_sparsity_grad(model: nn.Module, strength: float) -> None:
     """Network slimming: add ``strength * sign(gamma)`` to every BatchNorm weight gradient.
 
@@ -69,20 +80,22 @@ def bn_sparsity_grad(model: nn.Module, strength: float) -> None:
     """
     if strength <= 0:
         return
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d) and m.weight.grad is not None:
+    for m in batchnorms(model):
+        if m.weight is not None and m.weight.grad is not None:
             m.weight.grad.add_(torch.sign(m.weight.detach()), alpha=strength)
 
 
 def bn_gamma_summary(source: nn.Module | torch.Tensor) -> dict:
     """Where the BatchNorm |gamma| sit: the figures that show sparsity training working.
 
-    ``source`` is a model (every BatchNorm2d) or a tensor of gammas. Ordinary training leaves
-    almost none below 0.01; after L1 sparsity training a large share is.
+    ``source`` is a model (every BatchNorm, SyncBatchNorm included) or a tensor of gammas.
+    Ordinary training leaves almost none below 0.01; after L1 sparsity training a large share is.
     """
     if isinstance(source, nn.Module):
-        source = torch.cat([m.weight.detach().flatten() for m in source.modules() if isinstance(m, nn.BatchNorm2d)])
+        source = bn_gammas(source)
     a = source.detach().abs().float().cpu()
+    if a.numel() == 0:
+        return {"median": float("nan"), "p10": float("nan"), "share_below_0.01": 0.0, "count": 0}
     return {
         "median": float(a.median()),
         "p10": float(a.quantile(0.1)),
@@ -182,15 +195,33 @@ class _frozen_bn_stats:
 
 
 # --------------------------------------------------------------------------- EMA
-def ema_model(model: nn.Module, decay: float, tau: float) -> AveragedModel:
-    """EMA of parameters *and* buffers (BN statistics) with YOLOv5's ramped decay."""
+class ModelEMA:
+    """EMA of parameters *and* buffers (BN statistics) with YOLOv5's ramped decay.
 
-    def avg_fn(averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
-        d = decay * (1 - math.exp(-float(num_averaged) / tau))
-        return averaged * d + current * (1 - d)
+    The decay is computed once per update on the host (``updates`` is a Python int), and all
+    floating tensors move in one ``_foreach_lerp_``: no device synchronisation per tensor. The
+    first update copies the model; update k > 1 uses ``decay * (1 - exp(-(k - 1) / tau))``.
+    """
 
-    ema = AveragedModel(model, avg_fn=avg_fn, use_buffers=True)
-    ema.eval()
-    for p in ema.parameters():
-        p.requires_grad_(False)
-    return ema
+    def __init__(self, model: nn.Module, decay: float, tau: float, updates: int = 0):
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.decay, self.tau, self.updates = decay, tau, updates
+
+    def _pairs(self, model: nn.Module):
+        own = list(self.module.parameters()) + list(self.module.buffers())
+        src = list(model.parameters()) + list(model.buffers())
+        return own, src
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        own, src = self._pairs(model)
+        weight = 1.0 if self.updates == 0 else 1 - self.decay * (1 - math.exp(-self.updates / self.tau))
+        floats = [(a, b.detach()) for a, b in zip(own, src) if a.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_([a for a, _ in floats], [b for _, b in floats], weight)
+        for a, b in zip(own, src):
+            if not a.is_floating_point():
+                a.copy_(b)
+        self.updates += 1

@@ -22,6 +22,7 @@ from detect.data.config import load_data_config
 from detect.data.dataset import EvalDataset
 from detect.data.labels import Sample, scan_split
 from detect.metrics import coco_ground_truth, evaluate, format_table
+from detect.outputs import atomic_write_text, ensure_writable, write_json
 
 
 def run_eval(
@@ -34,13 +35,15 @@ def run_eval(
     iou: float = 0.6,
     max_det: int = 300,
     stride: int = 32,
+    coco_max_det: int = 100,
     workers: int = 2,
     progress: bool = True,
     fixed_shape: tuple[int, int] | None = None,
 ) -> tuple[dict, list[dict]]:
     """Run ``infer`` (float batch in [0, 1] -> decoded (b, N, 5 + nc)) over ``samples``.
 
-    Returns the metrics dict (see ``detect.metrics.evaluate`` plus ``speed_ms``) and the COCO
+    ``max_det`` bounds NMS; ``coco_max_det`` is COCOeval's last maxDets (100: COCO's standard and
+    official val.py's). Returns the metrics dict (see ``detect.metrics.evaluate`` plus ``speed_ms``) and the COCO
     detections in original-image pixels.
     """
     dataset = EvalDataset(samples, img_size, batch_size, stride, rect=fixed_shape is None)
@@ -71,7 +74,7 @@ def run_eval(
         t_pre, t_inf, t_nms = t_pre + t1 - t0, t_inf + t2 - t1, t_nms + t3 - t2
     wall = time.perf_counter() - t_start
     n = max(len(samples), 1)
-    result = evaluate(coco_ground_truth(samples, names), detections, names)
+    result = evaluate(coco_ground_truth(samples, names), detections, names, max_det=coco_max_det)
     result["speed_ms"] = {"pre": 1e3 * t_pre / n, "inference": 1e3 * t_inf / n, "nms": 1e3 * t_nms / n}
     result["images"] = len(samples)
     result["wall_s"] = wall
@@ -91,7 +94,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--conf", type=float, default=0.001, help="confidence threshold")
     p.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold")
-    p.add_argument("--max-det", type=int, default=300, help="detections kept per image")
+    p.add_argument("--max-det", type=int, default=300, help="detections kept per image by NMS")
+    p.add_argument(
+        "--coco-max-det", type=int, default=100, help="detections per image COCOeval scores (COCO's standard: 100)"
+    )
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--half", action="store_true", help="FP16 inference (CUDA only)")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="data-loading processes")
@@ -107,6 +113,9 @@ def main(argv=None) -> int:
         raise cli.UsageError(f"--img {args.img} is not a multiple of 32 (the network's largest stride)")
     if args.batch < 1:
         raise cli.UsageError("--batch must be at least 1")
+    for out in (args.json, args.save_detections):  # an unwritable output fails before the work, not after
+        if out is not None:
+            ensure_writable(out.parent)
     cfg = load_data_config(args.data)  # bad data fails before the model loads
     device = cli.select_device(args.device)
     from detect.backend import load_backend
@@ -129,6 +138,7 @@ def main(argv=None) -> int:
         args.iou,
         args.max_det,
         stride=backend.stride,
+        coco_max_det=args.coco_max_det,
         workers=args.workers,
         fixed_shape=backend.fixed_shape,
     )
@@ -148,11 +158,9 @@ def main(argv=None) -> int:
         label_issues=report.counts(),
     )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+        write_json(result, args.json)
     if args.save_detections:
-        args.save_detections.parent.mkdir(parents=True, exist_ok=True)
-        args.save_detections.write_text(json.dumps(dets))
+        atomic_write_text(json.dumps(dets), args.save_detections)
     return 0
 
 

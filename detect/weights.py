@@ -15,15 +15,16 @@ anything else that is not a tensor or container refuses the whole file.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from detect.errors import WeightsError
+from detect.outputs import atomic_write_bytes
 from detect.model import SCALES, YOLOv5
 
 FORMAT = "detect-ckpt/1"
@@ -49,19 +50,14 @@ class _Inert:
 
 # --------------------------------------------------------------------------- saving
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temp file in the same folder, fsync, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` into memory, then an atomic write (see ``detect.outputs``).
+
+    Serialising first keeps torch's stream-writer errors (``inline_container.cc``) away from disk
+    errors: a full disk is an ``OutputError`` naming the path, and the previous file stays intact.
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(buffer.getvalue(), path)
 
 
 def _cpu_state(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -7,7 +7,7 @@ from torch import nn
 from detect.hyp import load_hyp
 from detect.loss import YOLOLoss
 from detect.model import Detect, build_model, default_arch
-from detect.optim import SAM, bn_sparsity_grad, build_optimizer, centralize_gradients, ema_model, lr_lambda
+from detect.optim import SAM, bn_sparsity_grad, build_optimizer, centralize_gradients, ModelEMA, lr_lambda
 
 
 def _detect(anchors_px):
@@ -107,14 +107,14 @@ def test_gradient_centralization():
 
 def test_ema_ramps_and_tracks_buffers():
     model = nn.Sequential(nn.Conv2d(1, 1, 1, bias=False), nn.BatchNorm2d(1))
-    ema = ema_model(model, decay=0.9999, tau=2000)
+    ema = ModelEMA(model, decay=0.9999, tau=2000)
     with torch.no_grad():
         model[0].weight.fill_(1.0)
         model[1].running_mean.fill_(3.0)
-    ema.update_parameters(model)  # first update copies
+    ema.update(model)  # first update copies
     with torch.no_grad():
         model[0].weight.fill_(2.0)
-    ema.update_parameters(model)  # d = 0.9999 * (1 - exp(-1/2000)) ~ 5e-4: almost all new
+    ema.update(model)  # d = 0.9999 * (1 - exp(-1/2000)) ~ 5e-4: almost all new
     d = 0.9999 * (1 - math.exp(-1 / 2000))
     assert ema.module[0].weight.item() == pytest.approx(1.0 * d + 2.0 * (1 - d))
     assert ema.module[1].running_mean.item() == pytest.approx(3.0)

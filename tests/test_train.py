@@ -203,8 +203,8 @@ def test_bad_input_one_line(tmp_path, tiny_synthetic, case):
 
 
 def test_img_rounded_up_with_warning(capsys):
-    args = train_mod.parse_args(["--data", "x", "--img", "100"])
-    assert args.img == 128 and "not a multiple of 32; using 128" in capsys.readouterr().err
+    config = train_mod.config_from_args(train_mod.parse_args(["--data", "x", "--img", "100"]))
+    assert config.img == 128 and "not a multiple of 32; using 128" in capsys.readouterr().err
 
 
 def test_ddp_two_processes_on_cpu(tmp_path, tiny_synthetic):

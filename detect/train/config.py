@@ -1,0 +1,234 @@
+"""The run configuration: one dataclass built from the command line or from code.
+
+``TrainConfig`` holds what a run needs and nothing else (resolved hyperparameters included),
+and is saved inside ``last.pt``, so ``--resume PATH`` rebuilds it from the checkpoint alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from detect.errors import UsageError
+from detect.hyp import DEFAULT as DEFAULT_HYP
+from detect.hyp import load_hyp, overlay_saved
+
+AMP_CHOICES = ("fp16", "bf16", "off")
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: Path = Path("runs/train/exp")
+    model: str | None = None  # yolov5n/s/m/l/x, an arch .yaml/.json or a checkpoint; None: that of --weights
+    weights: str = ""  # initial weights ('' = random initialisation)
+    anchors: str | None = None
+    teacher: str | None = None  # distil from this model
+    img: int = 640
+    epochs: int = 100
+    batch: int = 16  # total across DDP processes
+    hyp: dict = field(default_factory=load_hyp)
+    device: str | None = None
+    amp: str = "fp16"  # on CUDA; on CPU only bf16 applies (autocast)
+    sync_bn: bool = False
+    workers: int = 2
+    cache: str = "none"
+    patience: int = 100
+    val_interval: int = 1
+    seed: int = 0
+    head_transfer: bool = True  # keep the pretrained head's rows for classes found by name
+    resume_from: Path | None = None  # a last.pt; set by ``resumed``
+    quiet: bool = False  # no progress bars (library use)
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+        check_numbers(self)
+
+    def to_plain(self) -> dict:
+        """What goes into last.pt: plain types only (torch.load weights_only reads it)."""
+        d = dataclasses.asdict(self)
+        d["out"] = str(self.out)
+        d.pop("resume_from")
+        return d
+
+    @classmethod
+    def resumed(cls, last: Path, device: str | None = None, workers: int | None = None) -> TrainConfig:
+        """The configuration saved in ``last`` (a run's weights/last.pt); device and workers may change."""
+        from detect.weights import load_checkpoint
+
+        state = load_checkpoint(last).get("train")
+        if not state:
+            raise UsageError(
+                f"--resume: {last} holds no training state (a best.pt or foreign weights); "
+                "start a new run with --weights instead"
+            )
+        saved = dict(state.get("config") or state["args"])  # "args": checkpoints written before fit()
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in saved.items() if k in known and k not in ("hyp", "resume_from")}
+        kw["hyp"] = overlay_saved(state["hyp"], str(last))
+        kw["out"] = last.parent.parent
+        if device is not None:
+            kw["device"] = device
+        if workers is not None:
+            kw["workers"] = workers
+        cfg = cls(**kw)
+        cfg.resume_from = last
+        return cfg
+
+
+def check_numbers(cfg: TrainConfig) -> None:
+    """Out-of-range numbers are usage errors before any work starts."""
+    for name, low in (("img", 32), ("epochs", 1), ("batch", 1), ("val_interval", 1)):
+        if getattr(cfg, name) < low:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(cfg, name)}")
+    for name in ("workers", "patience"):
+        if getattr(cfg, name) < 0:
+            raise UsageError(f"--{name} must be 0 or more, got {getattr(cfg, name)}")
+    if cfg.amp not in AMP_CHOICES:
+        raise UsageError(f"--amp must be one of {', '.join(AMP_CHOICES)}, got {cfg.amp!r}")
+    if cfg.img % 32:
+        new = math.ceil(cfg.img / 32) * 32
+        print(f"warning: --img {cfg.img} is not a multiple of 32; using {new}", file=sys.stderr)
+        cfg.img = new
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m detect.train",
+        description="Train YOLOv5 on a data.yaml (from official or our weights, or from scratch). "
+        "Writes OUT/weights/{last,best}.pt, results.csv/png, metrics.json and TensorBoard events.",
+        epilog="Resume an interrupted run from its checkpoint alone: python -m detect.train --resume OUT/weights/last.pt",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data", help="data.yaml (required unless --resume)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="yolov5n/s/m/l/x, an arch spec (.yaml/.json) or a checkpoint whose architecture to build "
+        "(default: the --weights architecture, else yolov5s)",
+    )
+    p.add_argument("--weights", default="", help="initial weights (ours or official YOLOv5 .pt); '' = from scratch")
+    p.add_argument("--anchors", default=None, help="anchors.yaml from python -m analysis")
+    p.add_argument("--teacher", default=None, help="distil from this model (same head layout); see distill_* in the hyp")
+    p.add_argument("--img", type=int, default=640, help="training and validation input size")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch", type=int, default=16, help="total batch size (split across DDP processes)")
+    p.add_argument("--out", type=Path, default=Path("runs/train/exp"))
+    p.add_argument("--hyp", type=Path, default=DEFAULT_HYP, help="hyperparameter YAML (keys: configs/hyp/default.yaml)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override hyperparameters, e.g. sam=true")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--amp", choices=AMP_CHOICES, default="fp16", help="mixed precision (CUDA: fp16/bf16; CPU: bf16)")
+    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across DDP processes (CUDA)")
+    p.add_argument("--workers", type=int, default=2, help="data-loading processes per training process")
+    p.add_argument("--cache", choices=["none", "ram"], default="none", help="keep decoded images in memory")
+    p.add_argument("--patience", type=int, default=100, help="stop after this many epochs without improvement")
+    p.add_argument("--val-interval", type=int, default=1, help="validate every N epochs (and always at the end)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--no-head-transfer",
+        action="store_true",
+        help="re-initialise the output layers even when the data's class names are among the weights' names",
+    )
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="LAST_PT",
+        help="continue a run exactly where it stopped: the given last.pt, or OUT/weights/last.pt",
+    )
+    return p
+
+
+# Options a resumed run takes from its checkpoint: repeating them is fine, changing them is an error.
+_SAVED_OPTIONS = {"data": "data", "model": "model", "weights": "weights", "anchors": "anchors", "teacher": "teacher",
+                  "img": "img", "epochs": "epochs", "batch": "batch", "amp": "amp", "sync-bn": "sync_bn",
+                  "cache": "cache", "patience": "patience", "val-interval": "val_interval", "seed": "seed"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    args.given = {a.split("=", 1)[0][2:] for a in (argv if argv is not None else sys.argv[1:]) if a.startswith("--")}
+    return args
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The namespace of ``parse_args`` as a TrainConfig (a resumed run's comes from its last.pt)."""
+    given = getattr(args, "given", set())
+    if args.resume:
+        last = Path(args.resume) if isinstance(args.resume, str) else args.out / "weights" / "last.pt"
+        if not last.is_file():
+            raise UsageError(f"--resume: {last} not found; point --resume at a run's weights/last.pt")
+        cfg = TrainConfig.resumed(last, args.device if "device" in given else None,
+                                  args.workers if "workers" in given else None)
+        clash = _resume_conflicts(args, given, cfg)
+        if clash:
+            raise UsageError(
+                f"--resume continues the saved run with its own settings, but {'; '.join(clash)}. Drop these "
+                f"options, or start a new run with --weights {last} to train with other settings"
+            )
+        return cfg
+    if not args.data:
+        raise UsageError("--data is required (a data.yaml), unless --resume continues a saved run")
+    return TrainConfig(
+        data=args.data,
+        out=args.out,
+        model=args.model,
+        weights=args.weights or "",
+        anchors=str(args.anchors) if args.anchors else None,
+        teacher=args.teacher,
+        img=args.img,
+        epochs=args.epochs,
+        batch=args.batch,
+        hyp=load_hyp(args.hyp, parse_overrides(args.set)),
+        device=args.device,
+        amp=args.amp,
+        sync_bn=args.sync_bn,
+        workers=args.workers,
+        cache=args.cache,
+        patience=args.patience,
+        val_interval=args.val_interval,
+        seed=args.seed,
+        head_transfer=not args.no_head_transfer,
+    )
+
+
+def _resume_conflicts(args: argparse.Namespace, given: set[str], cfg: TrainConfig) -> list[str]:
+    """Each option given with --resume that would change the saved run, described."""
+    out = []
+    for option, name in _SAVED_OPTIONS.items():
+        if option in given and str(getattr(args, name)) != str(getattr(cfg, name)):
+            out.append(f"--{option} {getattr(args, name)} differs from the saved {getattr(cfg, name)}")
+    if "no-head-transfer" in given and cfg.head_transfer:
+        out.append("--no-head-transfer differs from the saved run")
+    wanted = {}
+    if "hyp" in given:  # only the keys the file sets
+        hyp = load_hyp(args.hyp)
+        wanted.update({k: hyp[k] for k in _file_keys(args.hyp)})
+    if "set" in given:
+        wanted.update(parse_overrides(args.set))
+    for key, value in wanted.items():
+        if cfg.hyp.get(key) != value and not (isinstance(value, int | float) and cfg.hyp.get(key) == float(value)):
+            out.append(f"hyperparameter {key}={value!r} differs from the saved {cfg.hyp.get(key)!r}")
+    return out
+
+
+def _file_keys(path: Path) -> set[str]:
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) if Path(path).is_file() else {}
+    return set(raw) if isinstance(raw, dict) else set()
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise UsageError(f"--set {pair!r}: expected KEY=VALUE")
+        k, v = pair.split("=", 1)
+        out[k] = yaml.safe_load(v)
+    return out

@@ -1,0 +1,47 @@
+"""DDP set-up and the few collective decisions every rank must take together."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+# Rank 0 validates and saves while the others wait in the next collective: NCCL's default
+# 10-minute timeout is too short for a large validation set. YOLOv5 uses 3 hours.
+PROCESS_GROUP_TIMEOUT = timedelta(hours=3)
+
+
+def init_distributed(device_name: str | None) -> tuple[int, int, int]:
+    """(rank, local rank, world size) from torchrun's environment; gloo whenever the device is the CPU."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world == 1:
+        return 0, 0, 1
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0))
+    on_cpu = (device_name or "").lower() == "cpu" or not torch.cuda.is_available()
+    if not dist.is_initialized():
+        dist.init_process_group("gloo" if on_cpu else "nccl", timeout=PROCESS_GROUP_TIMEOUT)
+    return rank, local, world
+
+
+def any_rank(flags: list[bool], world: int, device) -> list[bool]:
+    """For each flag: is it set on any rank? One all-reduce for all of them."""
+    if world == 1:
+        return list(flags)
+    t = torch.tensor([int(f) for f in flags], device=device)
+    dist.all_reduce(t)
+    return [bool(v) for v in t.tolist()]
+
+
+def from_rank0(flag: bool, world: int, device) -> bool:
+    if world == 1:
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    dist.broadcast(t, 0)
+    return bool(t.item())
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,92 @@
+"""The two loops: ``train_one_epoch`` and ``evaluate`` (after DETR's and torchvision's engine.py)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from detect.optim import apply_warmup
+from detect.train.distributed import any_rank
+from detect.val import run_eval
+
+
+@dataclass
+class EpochResult:
+    mloss: torch.Tensor  # mean box, obj, cls loss over the epoch's batches
+    images_per_s: float
+    stopped_at: int | None = None  # batches done when a stop signal was honoured
+
+
+def train_one_epoch(run, epoch: int, skip: int, stop) -> EpochResult:
+    """Train ``run`` for one epoch from batch ``skip``; stops early (saving is the caller's) on a signal."""
+    cfg, data, opt, step = run.config, run.data, run.opt, run.step
+    data.sampler.set_epoch(epoch, skip * (cfg.batch // run.world))
+    run.net.train()
+    mloss = torch.zeros(3, device=run.device)
+    seen, t0 = 0, time.perf_counter()
+    progress = epoch / cfg.epochs
+    run.callbacks.on_epoch_start(run, epoch, skip)
+    for i, (images, labels) in enumerate(data.loader, start=skip):
+        ni = i + data.batches * epoch
+        if ni < opt.warmup_iters:
+            apply_warmup(opt.optimizer, ni, opt.warmup_iters, opt.lr_at(epoch), cfg.hyp)
+        x = prepare_images(images, run, epoch, i)
+        will_step = (i + 1) % opt.accumulate == 0 or i == data.batches - 1
+        loss, items = step.backward(x, labels.to(run.device), will_step)
+        bad = not bool(torch.isfinite(loss)) or _fault_injected(run.rank, ni)
+        bad, stopping = any_rank([bad, will_step and stop.signal is not None], run.world, run.device)
+        if bad:
+            raise FloatingPointError(
+                f"non-finite loss at epoch {epoch + 1}, iteration {i + 1} (global step {ni}) on "
+                f"{'a rank of ' + str(run.world) if run.world > 1 else 'this run'}; stopping. The last good "
+                f"checkpoint is {run.checkpointer.last}; lower lr0 or check the labels"
+            )
+        mloss = (mloss * (i - skip) + items) / (i - skip + 1)
+        seen += len(images) * run.world
+        rate = seen / max(time.perf_counter() - t0, 1e-9)
+        if will_step:
+            step.step(progress)
+            if stopping:
+                return EpochResult(mloss, rate, stopped_at=i + 1)
+        run.callbacks.on_batch_end(run, epoch, i, images, labels, mloss, rate)
+    return EpochResult(mloss, seen / max(time.perf_counter() - t0, 1e-9))
+
+
+def prepare_images(images: torch.Tensor, run, epoch: int, i: int) -> torch.Tensor:
+    """uint8 batch -> float in [0, 1] on the device; multi-scale resize; NHWC on CUDA."""
+    x = images.to(run.device, non_blocking=True).float().div_(255)
+    hyp = run.config.hyp
+    if hyp["multi_scale"]:
+        x = random_scale(x, run.config.img, hyp["multi_scale_range"], run.config.seed, epoch, i)
+    if run.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def random_scale(x: torch.Tensor, img: int, span, seed: int, epoch: int, i: int) -> torch.Tensor:
+    """Resize the batch to a random stride-aligned size in [span[0], span[1]] x img (normalised labels stay valid)."""
+    rng = np.random.default_rng([seed, epoch, i, 7])
+    lo, hi = max(32, int(img * span[0]) // 32 * 32), max(32, int(img * span[1]) // 32 * 32)
+    size = int(rng.integers(lo // 32, hi // 32 + 1)) * 32
+    return x if size == x.shape[-1] else F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def _fault_injected(rank: int, step: int) -> bool:
+    """Test hook: ``DETECT_TEST_NAN_AT=RANK:STEP`` makes that rank's loss count as non-finite at that step."""
+    spec = os.environ.get("DETECT_TEST_NAN_AT")
+    return bool(spec) and spec == f"{rank}:{step}"
+
+
+@torch.inference_mode()
+def evaluate(model, samples, names, img: int, batch: int, workers: int, device, max_det: int = 300,
+             progress: bool = False) -> dict:
+    """COCO metrics of ``model`` (eval mode, no autograd) on ``samples``; see ``detect.val.run_eval``."""
+    model.eval()
+    metrics, _ = run_eval(lambda t: model(t.to(device).float()), samples, names, img, batch_size=batch,
+                          workers=workers, progress=progress, max_det=max_det)
+    return metrics
