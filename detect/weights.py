@@ -24,8 +24,8 @@ from typing import Any
 import torch
 
 from detect.errors import WeightsError
-from detect.outputs import atomic_write_bytes
 from detect.model import SCALES, YOLOv5
+from detect.outputs import atomic_write_bytes
 
 FORMAT = "detect-ckpt/1"
 # Module prefixes whose classes become placeholders: YOLOv5's own code and torch.nn layers.

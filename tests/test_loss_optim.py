@@ -7,7 +7,7 @@ from torch import nn
 from detect.hyp import load_hyp
 from detect.loss import YOLOLoss
 from detect.model import Detect, build_model, default_arch
-from detect.optim import SAM, bn_sparsity_grad, build_optimizer, centralize_gradients, ModelEMA, lr_lambda
+from detect.optim import SAM, ModelEMA, bn_sparsity_grad, build_optimizer, centralize_gradients, lr_lambda
 
 
 def _detect(anchors_px):
