@@ -23,15 +23,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
+from detect.hyp import load_hyp  # noqa: E402
 from detect.paths import shared_dir  # noqa: E402
+from detect.train import TrainConfig, fit  # noqa: E402
+from detect.train.config import parse_overrides  # noqa: E402
 
 
 def train(args, weights: str, epochs: int, out: Path, extra: list[str], hyp: str | None = None) -> dict:
-    cmd = [sys.executable, "-m", "detect.train", "--weights", weights, "--epochs", str(epochs), "--out", str(out)]
-    cmd += [*args.common, "--workers", "2", "--val-interval", str(epochs), "--hyp", hyp or args.hyp]
-    cmd += ["--set", f"nominal_batch={args.nominal_batch}", *args.set, *extra]
-    subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
-    return json.loads((out / "metrics.json").read_text())
+    sets = parse_overrides([f"nominal_batch={args.nominal_batch}", *args.set, *extra])
+    config = TrainConfig(data=args.data, weights=weights, epochs=epochs, out=out, img=args.img, batch=args.batch,
+                         device="cpu", workers=2, val_interval=epochs, hyp=load_hyp(hyp or args.hyp, sets), quiet=True)
+    return fit(config).summary
 
 
 def main() -> int:

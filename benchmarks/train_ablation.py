@@ -13,13 +13,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
+from detect.hyp import load_hyp  # noqa: E402
 from detect.paths import shared_dir  # noqa: E402
+from detect.train import TrainConfig, fit  # noqa: E402
+from detect.train.config import parse_overrides  # noqa: E402
 
 CONFIGS = [
     ("baseline", []),
@@ -46,35 +48,10 @@ def main() -> int:
     rows = []
     for name, sets in CONFIGS:
         out = args.out / name.split()[0].strip("+").replace("-", "_")
-        cmd = [
-            sys.executable,
-            "-m",
-            "detect.train",
-            "--data",
-            args.data,
-            "--model",
-            "yolov5n",
-            "--weights",
-            args.weights,
-            "--img",
-            str(args.img),
-            "--epochs",
-            str(args.epochs),
-            "--batch",
-            str(args.batch),
-            "--out",
-            str(out),
-            "--workers",
-            "2",
-            "--device",
-            "cpu",
-            "--val-interval",
-            str(args.epochs),
-            "--set",
-            "close_mosaic=2",
-            *sets,
-        ]
-        subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        hyp = load_hyp(None, {"close_mosaic": 2, **parse_overrides(sets)})
+        fit(TrainConfig(data=args.data, model="yolov5n", weights=args.weights, img=args.img, epochs=args.epochs,
+                        batch=args.batch, out=out, workers=2, device="cpu", val_interval=args.epochs, hyp=hyp,
+                        quiet=True))
         m = json.loads((out / "metrics.json").read_text())
         speeds = [float(r["images_per_s"]) for r in csv.DictReader(open(out / "results.csv"))]
         rows.append(

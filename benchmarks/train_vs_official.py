@@ -23,7 +23,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
+from detect.hyp import load_hyp  # noqa: E402
 from detect.paths import shared_dir  # noqa: E402
+from detect.train import TrainConfig, fit  # noqa: E402
 
 OFFICIAL = """
 import numpy as np
@@ -51,6 +53,7 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--amp", default="off", choices=["off", "bf16"], help="ours: bf16 autocast on CPU (AVX512-BF16/AMX)")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp())
     data_abs = tmp / "data.yaml"
@@ -66,34 +69,10 @@ def main() -> int:
     results = []
     for r in range(args.rounds):
         out = tmp / f"ours{r}"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "detect.train",
-                "--data",
-                args.data,
-                "--weights",
-                args.weights,
-                "--img",
-                str(args.img),
-                "--epochs",
-                str(args.epochs),
-                "--batch",
-                str(args.batch),
-                "--workers",
-                "2",
-                "--device",
-                "cpu",
-                "--out",
-                str(out),
-                "--set",
-                "close_mosaic=0",  # the official v7.0 trainer keeps mosaic in every epoch
-            ],
-            cwd=REPO,
-            check=True,
-            capture_output=True,
-        )
+        config = TrainConfig(data=args.data, weights=args.weights, img=args.img, epochs=args.epochs, batch=args.batch,
+                             workers=2, device="cpu", out=out, amp=args.amp, quiet=True,
+                             hyp=load_hyp(None, {"close_mosaic": 0}))  # official v7.0 keeps mosaic every epoch
+        fit(config)
         rows = list(csv.DictReader(open(out / "results.csv")))
         results.append(("ours", [float(x["images_per_s"]) for x in rows], float(rows[-1]["map50_95"])))
         log = subprocess.run(

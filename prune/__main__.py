@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -24,18 +22,42 @@ from detect import cli
 from detect.data.config import load_data_config
 from detect.data.labels import scan_split
 from detect.errors import UsageError
+from detect.hyp import load_hyp
 from detect.model import count_gflops, count_params
 from detect.optim import bn_gamma_summary
-from detect.val import run_eval
+from detect.outputs import atomic_write_bytes, ensure_writable, write_json
+from detect.train import FitResult, TrainConfig, fit
+from detect.train.config import parse_overrides
+from detect.train.engine import evaluate as evaluate_model
 from detect.weights import atomic_save, build_from_checkpoint, load_checkpoint, make_checkpoint
 from prune.select import looks_sparsity_trained
 from prune.surgery import prunable_bn_gammas, prune
 
 
-def evaluate(model, samples, names, img: int, batch: int, workers: int) -> dict:
-    net = copy.deepcopy(model).float().eval().fuse()
-    m, _ = run_eval(lambda x: net(x.float()), samples, names, img, batch_size=batch, workers=workers, progress=False)
+def evaluate(model, samples, names, img: int, batch: int, workers: int, device="cpu") -> dict:
+    """mAP of a fused copy of ``model`` on ``device``, without autograd."""
+    device = torch.device(device)
+    net = copy.deepcopy(model).float().eval().fuse().to(device)
+    m = evaluate_model(net, samples, names, img, batch, workers, device)
     return {"map50": m["map50"], "map50_95": m["map50_95"]}
+
+
+def finetune(args, untuned: Path, epochs: int | None = None, out: Path | None = None, hooks=()) -> FitResult:
+    """Recovery training of a pruned checkpoint through ``fit`` (distilled from the unpruned one with --distill)."""
+    config = TrainConfig(
+        data=args.data,
+        out=out or args.out / "finetune",
+        model=str(untuned),
+        weights=str(untuned),
+        teacher=str(args.weights) if args.distill else None,
+        img=args.img,
+        epochs=epochs or args.finetune_epochs,
+        batch=args.batch,
+        hyp=load_hyp(args.hyp, parse_overrides(args.set)),
+        device=args.device,
+        workers=args.workers,
+    )
+    return fit(config, hooks=hooks)
 
 
 def onnx_latency(ckpt_path: Path, out: Path, shape: tuple[int, int], iters: int) -> float:
@@ -196,6 +218,8 @@ def main(argv=None) -> int:
         raise UsageError(f"--ratio must be in (0, 1), got {args.ratio}")
     if not 0 <= args.min_keep <= 1:
         raise UsageError(f"--min-keep must be in [0, 1], got {args.min_keep}")
+    device = cli.select_device(args.device)
+    ensure_writable(args.out)
     cfg = load_data_config(args.data)
     ckpt = load_checkpoint(args.weights)
     if len(ckpt["names"]) != cfg.nc:
@@ -216,7 +240,7 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
     shape = tuple(args.report_shape)
-    before = evaluate(model, samples, cfg.names, args.img, args.batch, args.workers)
+    before = evaluate(model, samples, cfg.names, args.img, args.batch, args.workers, device)
     params_before, gflops_before = count_params(model), count_gflops(model, shape)
 
     calib = calibration_batch(cfg, args.img, args.calib_images)
@@ -234,7 +258,7 @@ def main(argv=None) -> int:
     info = {"source": str(args.weights), "threshold": thr, "ratio": args.ratio}
     untuned = args.out / "pruned_untuned.pt"
     atomic_save(make_checkpoint(pruned, ckpt["names"], meta={"pruned": info}), untuned)
-    after = evaluate(pruned, samples, cfg.names, args.img, args.batch, args.workers)
+    after = evaluate(pruned, samples, cfg.names, args.img, args.batch, args.workers, device)
     print(
         f"pruned: {params_before:,} -> {count_params(pruned):,} parameters; mAP50-95 {before['map50_95']:.4f} -> "
         f"{after['map50_95']:.4f} before fine-tuning"
@@ -243,38 +267,12 @@ def main(argv=None) -> int:
     tuned = {"map50": None, "map50_95": None}
     final = untuned
     if args.finetune_epochs > 0:
-        from detect import train
-
-        targs = [
-            "--data",
-            args.data,
-            "--model",
-            str(untuned),
-            "--weights",
-            str(untuned),
-            "--img",
-            str(args.img),
-            "--epochs",
-            str(args.finetune_epochs),
-            "--batch",
-            str(args.batch),
-            "--workers",
-            str(args.workers),
-            "--device",
-            args.device,
-            "--out",
-            str(args.out / "finetune"),
-        ]
-        if args.distill:
-            targs += ["--teacher", str(args.weights)]
-        if args.hyp:
-            targs += ["--hyp", args.hyp]
-        if args.set:
-            targs += ["--set", *args.set]
-        summary = train.train(train.parse_args(targs))
-        tuned = {"map50": summary["map50"], "map50_95": summary["map50_95"]}
-        final = args.out / "finetune" / "weights" / "best.pt"
-    shutil.copyfile(final, args.out / "pruned.pt")
+        result = finetune(args, untuned)
+        if result.stopped:
+            return 128 + result.stopped
+        tuned = {"map50": result.summary["map50"], "map50_95": result.summary["map50_95"]}
+        final = result.best
+    atomic_write_bytes(Path(final).read_bytes(), args.out / "pruned.pt")
 
     report = {
         "weights": str(args.weights),
@@ -308,7 +306,7 @@ def main(argv=None) -> int:
             "after": onnx_latency(args.out / "pruned.pt", args.out / "onnx_after", shape, args.latency_iters),
         }
     plots(args.out, gammas, thr, layers)
-    (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    write_json(report, args.out / "report.json")
     write_markdown(args.out, report)
     print(
         f"GFLOPs at {shape[0]}x{shape[1]}: {report['gflops_before']:.2f} -> {report['gflops_after']:.2f}; "

@@ -96,11 +96,12 @@ def build_train_model(config: TrainConfig, names: list[str]) -> tuple[YOLOv5, st
     own = model.state_dict()
     src = init["ema"] if init.get("ema") is not None else init["model"]
     mapping = head_class_map(init.get("names") or [], names) if config.head_transfer else None
+    head = head_prefix(model)
     fit = {
         k: v
         for k, v in src.items()
         if k in own and own[k].shape == v.shape and not (config.anchors and k.endswith("anchors"))
-        and not (mapping is not None and k.startswith("detect.m."))
+        and not (mapping is not None and k.startswith(head))
     }
     model.load_state_dict(fit, strict=False)
     note = f"{len(fit)}/{len(own)} tensors from {config.weights}"
@@ -123,16 +124,21 @@ def head_class_map(old: list[str], new: list[str]) -> list[int] | None:
     return [index[n.lower()] for n in new]
 
 
+def head_prefix(model: YOLOv5) -> str:
+    """State-dict prefix of the output convolutions (``model.24.m.`` in the official layout)."""
+    return next(name for name, m in model.named_modules() if m is model.detect) + ".m."
+
+
 @torch.no_grad()
 def transfer_head(model: YOLOv5, src: dict, mapping: list[int], old_nc: int) -> int:
     """Copy the box, objectness and mapped class rows of each output convolution; returns tensors copied."""
-    det = model.detect
+    det, prefix = model.detect, head_prefix(model)
     old_no, new_no, copied = old_nc + 5, det.no, 0
     rows_old = [a * old_no + k for a in range(det.na) for k in [*range(5), *(5 + j for j in mapping)]]
     rows_new = [a * new_no + k for a in range(det.na) for k in range(new_no)]
     for i, conv in enumerate(det.m):
         for name in ("weight", "bias"):
-            old = src.get(f"detect.m.{i}.{name}")
+            old = src.get(f"{prefix}{i}.{name}")
             if old is None or old.shape[0] != det.na * old_no or old.shape[1:] != getattr(conv, name).shape[1:]:
                 continue
             getattr(conv, name)[rows_new] = old[rows_old].to(getattr(conv, name).dtype)
