@@ -23,6 +23,7 @@ from analysis.report import console_summary, write_reports
 from analysis.scan import scan
 from detect import cli
 from detect.data.config import load_data_config
+from detect.outputs import ensure_writable
 
 
 def analyse(
@@ -121,8 +122,9 @@ def main(argv=None) -> int:
     p.add_argument("--img", type=int, default=640, help="network input size the statistics assume")
     p.add_argument("--workers", type=int, default=2, help="processes for scanning large splits")
     args = p.parse_args(argv)
-    if args.img % 32:
-        raise cli.UsageError(f"--img {args.img} is not a multiple of 32")
+    cli.check_img(args.img)
+    cli.check_range("--workers", args.workers, 0)
+    ensure_writable(args.out)
     summary = analyse(
         args.data, args.out, args.splits.split(",") if args.splits else None, args.meta, args.img, args.workers
     )

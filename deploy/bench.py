@@ -29,6 +29,7 @@ from detect.backend import TorchBackend
 from detect.boxes import non_max_suppression, prepare_image
 from detect.data.dataset import to_tensor
 from detect.errors import UsageError
+from detect.outputs import ensure_writable
 
 
 def _stats(times: list[float], batch: int) -> dict:
@@ -157,6 +158,12 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--plot", type=Path, default=None, help="bar chart PNG (default: beside --json)")
     args = p.parse_args(argv)
+    cli.check_img(*args.img, *(args.compare_img or []))
+    cli.check_range("--batch", args.batch, 1)
+    cli.check_range("--iters", args.iters, 1)
+    cli.check_range("--warmup", args.warmup, 0)
+    if args.json:
+        ensure_writable(args.json.parent)
     shapes = [tuple(args.img)] + ([tuple(args.compare_img)] if args.compare_img else [])
     rows = []
     with tempfile.TemporaryDirectory() as tmpdir:

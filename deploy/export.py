@@ -24,7 +24,8 @@ import torch
 from detect import cli
 from detect.boxes import PAD_VALUE, prepare_image
 from detect.data.dataset import load_image, to_tensor
-from detect.errors import UsageError
+from detect.errors import UsageError, WeightsError
+from detect.outputs import ensure_writable
 from detect.paths import shared_dir
 from detect.weights import load_model
 
@@ -81,14 +82,27 @@ def write_metadata(path: Path, meta: dict) -> None:
 
 
 def read_metadata(path: Path) -> dict:
-    model = onnx.load(str(path), load_external_data=False)
+    """Our export metadata (names, stride, input shape...); WeightsError for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: {'a folder' if path.is_dir() else 'no such file'}, not an ONNX model")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and friends: not an ONNX file
+        raise WeightsError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
     raw = {p.key: p.value for p in model.metadata_props}
     if raw.get("exporter") != "deploy.export":
-        raise UsageError(
+        raise WeightsError(
             f"{path}: not exported by deploy.export (no metadata with names, stride and input shape); "
             "export it with python -m deploy.export"
         )
-    return {k: (v if k == "exporter" else json.loads(v)) for k, v in raw.items()}
+    try:
+        meta = {k: (v if k == "exporter" else json.loads(v)) for k, v in raw.items()}
+        if not isinstance(meta["names"], list) or len(meta["input_shape"]) != 4:
+            raise ValueError("names / input_shape")
+    except (ValueError, KeyError, TypeError) as e:
+        raise WeightsError(f"{path}: its deploy.export metadata is damaged ({e}); re-export it") from None
+    return meta
 
 
 def check_images(paths: list[Path], shape: tuple[int, int], stride: int, n: int = 2) -> torch.Tensor:
@@ -145,6 +159,13 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     h, w = args.img
+    cli.check_img(h, w)
+    cli.check_range("--batch", args.batch, 1)
+    cli.check_range("--dynamic-batch", args.dynamic_batch, 0)
+    cli.check_range("--conf", args.conf, 0, 1)
+    cli.check_range("--iou", args.iou, 0, 1, low_open=True)
+    cli.check_range("--max-det", args.max_det, 1)
+    ensure_writable(args.out)
     model, ckpt = load_model(args.weights, "cpu")
     stride = int(model.stride.max())
     if h % stride or w % stride:

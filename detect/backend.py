@@ -36,6 +36,18 @@ class TorchBackend:
         return self.model(x).float()
 
 
+def check_input_size(backend, img: int, weights) -> None:
+    """A graph exported at a fixed shape runs at that shape only: another --img is an error naming both."""
+    shape = getattr(backend, "fixed_shape", None)
+    if shape is not None and img != max(shape):
+        from detect.errors import UsageError
+
+        raise UsageError(
+            f"{weights} was exported for a fixed {shape[0]}x{shape[1]} input (--img {max(shape)}), but --img {img} "
+            f"was given: use --img {max(shape)}, or re-export with python -m deploy.export --img H W"
+        )
+
+
 def load_backend(weights: str | Path, device: torch.device, half: bool = False):
     suffix = Path(weights).suffix.lower()
     if suffix in (".onnx", ".engine"):

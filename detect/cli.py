@@ -37,3 +37,18 @@ def select_device(name: str | None):
     if name != "cpu":
         raise UsageError(f"--device {name}: expected cpu, cuda or cuda:N")
     return torch.device("cpu")
+
+
+def check_img(*sizes: int, flag: str = "--img") -> None:
+    """Network input sizes: positive multiples of 32 (YOLOv5's largest stride)."""
+    for size in sizes:
+        if size < 32 or size % 32:
+            raise UsageError(f"{flag} {size}: must be a positive multiple of 32 (the network's largest stride)")
+
+
+def check_range(flag: str, value: float, low: float, high: float | None = None, low_open: bool = False) -> None:
+    """``low <= value <= high`` (``low < value`` when ``low_open``); one line and exit 2 otherwise."""
+    too_low = value <= low if low_open else value < low
+    if too_low or (high is not None and value > high):
+        span = f"{'(' if low_open else '['}{low:g}, {high:g}]" if high is not None else f"{'>' if low_open else '>='} {low:g}"
+        raise UsageError(f"{flag} {value:g}: must be {'in ' if high is not None else ''}{span}")

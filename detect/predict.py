@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import os
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -21,23 +23,36 @@ from tqdm import tqdm
 
 from detect import cli
 from detect.boxes import Letterbox, non_max_suppression, prepare_image
-from detect.data.config import IMAGE_SUFFIXES, DataError
+from detect.data.config import IMAGE_SUFFIXES, DataError, walk_images
 from detect.data.dataset import load_image, to_tensor
+from detect.data.images import safe_name
+from detect.outputs import atomic_write_bytes, atomic_write_text, ensure_writable
 
 
-def collect_sources(source: str) -> list[Path]:
+def collect_sources(source: str) -> tuple[list[Path], Path | None]:
+    """The images of ``source`` (a file, a folder walked recursively, or a glob) and the root their
+    output names are relative to (None for a single file)."""
     p = Path(source)
     if p.is_dir():
-        files = sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES)
+        files, root = walk_images(p), p
     elif p.is_file():
-        files = [p]
+        files, root = [p], None
     else:
         files = sorted(Path(q) for q in glob.glob(source, recursive=True) if Path(q).suffix.lower() in IMAGE_SUFFIXES)
         if not files and not any(c in source for c in "*?["):
             raise DataError(f"{source}: no such file or folder")
+        root = Path(os.path.commonpath([f.parent for f in files])) if files else None
     if not files:
         raise DataError(f"{source}: no images found ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return files
+    return files, root
+
+
+def output_names(files: list[Path], root: Path | None) -> dict[Path, Path]:
+    """Each image's name relative to ``root``, unique by construction: sub-folders are kept, and the
+    suffix too where two images of one folder share a stem (``img.jpg`` and ``img.png``)."""
+    rel = {f: (f.relative_to(root) if root is not None else Path(f.name)) for f in files}
+    stems = Counter(r.with_suffix("") for r in rel.values())
+    return {f: (r if stems[r.with_suffix("")] > 1 else r.with_suffix("")) for f, r in rel.items()}
 
 
 def detect_image(
@@ -116,16 +131,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def check_args(args) -> None:
+    """Out-of-range numbers are one line and exit 2, before any model is loaded."""
+    cli.check_img(args.img)
+    cli.check_range("--conf", args.conf, 0, 1)
+    cli.check_range("--iou", args.iou, 0, 1, low_open=True)
+    cli.check_range("--max-det", args.max_det, 1)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.img % 32:
-        raise cli.UsageError(f"--img {args.img} is not a multiple of 32 (the network's largest stride)")
-    files = collect_sources(args.source)
+    check_args(args)
+    files, root = collect_sources(args.source)
+    ensure_writable(args.out / "labels")
+    if args.json:
+        ensure_writable(args.json.parent)
     device = cli.select_device(args.device)
-    from detect.backend import load_backend
+    from detect.backend import check_input_size, load_backend
 
     backend = load_backend(args.weights, device, args.half)
-    (args.out / "labels").mkdir(parents=True, exist_ok=True)
+    check_input_size(backend, args.img, args.weights)
+    names = output_names(files, root)
     results, failed = [], []
     for f in tqdm(files, desc="predict", unit="img", disable=None):
         try:
@@ -137,20 +163,31 @@ def main(argv=None) -> int:
             backend, img, args.img, args.conf, args.iou, args.max_det, args.classes, args.agnostic_nms
         )
         h, w = img.shape[:2]
-        (args.out / "labels" / f"{f.stem}.txt").write_text("".join(s + "\n" for s in yolo_lines(det, h, w)))
+        name = names[f]
+        label = args.out / "labels" / f"{name}.txt"
+        label.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text("".join(s + "\n" for s in yolo_lines(det, h, w)), label)
         if args.save_images:
-            cv2.imwrite(str(args.out / f.name), draw(img, det, backend.names))
+            save_annotated(draw(img, det, backend.names), args.out / (name if name.suffix else name.with_suffix(f.suffix)))
+        file_name = safe_name(f.relative_to(root) if root is not None else f.name)
         for x1, y1, x2, y2, score, cls in det.tolist():
             results.append(
-                {"file_name": f.name, "category_id": int(cls), "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score}
+                {"file_name": file_name, "category_id": int(cls), "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score}
             )
-    print(f"{len(results)} detections in {len(files) - len(failed)} images -> {args.out}")
+    print(f"{len(results)} detections in {len(files) - len(failed)} images -> {safe_name(args.out)}")
     for msg in failed:
         print(f"skipped: {msg}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1))
+        atomic_write_text(json.dumps(results, indent=1), args.json)
     return 1 if failed and len(failed) == len(files) else 0
+
+
+def save_annotated(img: np.ndarray, path: Path) -> None:
+    """cv2.imencode + our atomic write: any file name, the suffix's format (jpg when it has none)."""
+    ok, buf = cv2.imencode(path.suffix if path.suffix.lower() in IMAGE_SUFFIXES else ".jpg", img)
+    if ok:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(buf.tobytes(), path)
 
 
 if __name__ == "__main__":

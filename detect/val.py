@@ -109,18 +109,22 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.img % 32:
-        raise cli.UsageError(f"--img {args.img} is not a multiple of 32 (the network's largest stride)")
-    if args.batch < 1:
-        raise cli.UsageError("--batch must be at least 1")
+    cli.check_img(args.img)
+    cli.check_range("--batch", args.batch, 1)
+    cli.check_range("--conf", args.conf, 0, 1)
+    cli.check_range("--iou", args.iou, 0, 1, low_open=True)
+    cli.check_range("--max-det", args.max_det, 1)
+    cli.check_range("--coco-max-det", args.coco_max_det, 1)
+    cli.check_range("--workers", args.workers, 0)
     for out in (args.json, args.save_detections):  # an unwritable output fails before the work, not after
         if out is not None:
             ensure_writable(out.parent)
     cfg = load_data_config(args.data)  # bad data fails before the model loads
     device = cli.select_device(args.device)
-    from detect.backend import load_backend
+    from detect.backend import check_input_size, load_backend
 
     backend = load_backend(args.weights, device, args.half)
+    check_input_size(backend, args.img, args.weights)
     if len(backend.names) != cfg.nc:
         raise cli.UsageError(f"{args.weights} predicts {len(backend.names)} classes but {args.data} has {cfg.nc}")
     samples, report = scan_split(cfg, args.split)

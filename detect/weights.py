@@ -89,6 +89,8 @@ def make_checkpoint(
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read our format or an official YOLOv5 ``.pt`` into our format; never executes pickled code."""
     path = Path(path)
+    if path.is_dir():
+        raise WeightsError(f"{path}: a folder, not a weights file")
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file")
     try:
@@ -98,7 +100,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if not unsafe:
         ckpt = _torch_load(path, [])
         if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT:
-            return ckpt
+            return check_checkpoint(ckpt, path)
         if isinstance(ckpt, dict) and isinstance(ckpt.get("format"), str):
             raise WeightsError(f"{path}: checkpoint format {ckpt['format']!r}, this version reads {FORMAT!r}")
         raise WeightsError(
@@ -114,6 +116,25 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     placeholders = [(type(g.rsplit(".", 1)[1], (_Inert,), {}), g) for g in unsafe if g not in _NUMPY_ALLOWED]
     numpy_globals = [_numpy_global(g) for g in unsafe if g in _NUMPY_ALLOWED]
     return import_official(_torch_load(path, placeholders + numpy_globals), path)
+
+
+def check_checkpoint(ckpt: dict, path) -> dict:
+    """Our format's fields, type-checked: a damaged or hand-made file is one clear error, not a KeyError."""
+
+    def bad(what: str):
+        return WeightsError(f"{path}: {what}; re-save it with detect.weights.make_checkpoint or re-export it")
+
+    arch = ckpt.get("arch")
+    if not isinstance(arch, dict) or not isinstance(arch.get("nc"), int):
+        raise bad("no architecture ('arch' with 'nc') in the checkpoint")
+    names = ckpt.get("names")
+    if not isinstance(names, list) or len(names) != arch["nc"] or not all(isinstance(n, str) for n in names):
+        raise bad(f"'names' must be a list of {arch['nc']} class names, got {type(names).__name__}")
+    if not isinstance(ckpt.get("model"), dict) or not ckpt["model"]:
+        raise bad("no model weights ('model' state dict)")
+    if ckpt.get("ema") is not None and not isinstance(ckpt["ema"], dict):
+        raise bad("'ema' must be a state dict or None")
+    return ckpt
 
 
 def _numpy_global(name: str):
@@ -209,7 +230,10 @@ def _scale_name(depth: float, width: float) -> str:
 
 def build_from_checkpoint(ckpt: dict, path: str | os.PathLike = "<checkpoint>", use_ema: bool = True) -> YOLOv5:
     """The model described by ``ckpt['arch']`` with the EMA weights if present, else the raw ones."""
-    model = YOLOv5(ckpt["arch"])
+    try:
+        model = YOLOv5(ckpt["arch"])
+    except (KeyError, TypeError, ValueError, IndexError, AssertionError) as e:
+        raise WeightsError(f"{path}: its architecture cannot be built ({type(e).__name__}: {e})") from None
     sd = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
     try:
         result = model.load_state_dict(sd, strict=False)

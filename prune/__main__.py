@@ -218,6 +218,12 @@ def main(argv=None) -> int:
         raise UsageError(f"--ratio must be in (0, 1), got {args.ratio}")
     if not 0 <= args.min_keep <= 1:
         raise UsageError(f"--min-keep must be in [0, 1], got {args.min_keep}")
+    cli.check_img(args.img)
+    cli.check_img(*args.report_shape, flag="--report-shape")
+    cli.check_range("--batch", args.batch, 1)
+    cli.check_range("--finetune-epochs", args.finetune_epochs, 0)
+    cli.check_range("--calib-images", args.calib_images, 0)
+    cli.check_range("--round-to", args.round_to, 1)
     device = cli.select_device(args.device)
     ensure_writable(args.out)
     cfg = load_data_config(args.data)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from deploy.export import read_metadata
-from detect.errors import UsageError
+from detect.errors import WeightsError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -129,7 +129,7 @@ def test_efficient_nms_graph_for_tensorrt(exported):
 def test_foreign_onnx_gets_a_clear_message(tmp_path):
     foreign = tmp_path / "foreign.onnx"
     torch.onnx.export(torch.nn.Conv2d(3, 4, 1), (torch.zeros(1, 3, 8, 8),), str(foreign), dynamo=False)
-    with pytest.raises(UsageError, match="not exported by deploy.export"):
+    with pytest.raises(WeightsError, match="not exported by deploy.export"):
         read_metadata(foreign)
 
 

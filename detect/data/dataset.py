@@ -16,15 +16,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from detect.boxes import Letterbox, prepare_image
 from detect.geometry import batch_shapes
+from detect.data.images import decode_image
 from detect.data.labels import Sample
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """BGR uint8 HxWx3, EXIF orientation applied, grey/RGBA/16-bit converted (cv2.IMREAD_COLOR)."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise OSError(f"{path}: cannot be decoded as an image; re-export or remove it")
-    return img
+    """BGR uint8 HxWx3, EXIF orientation applied, grey/RGBA/16-bit converted (see ``detect.data.images``)."""
+    return decode_image(path)
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -19,21 +20,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from detect.data.config import DataConfig, DataError, SplitSource, yolo_label_path
+from detect.data.images import ImageError, inspect_image, safe_name
 
-CACHE_VERSION = 4  # bump whenever the validator's rules change: it is part of the cache key
+CACHE_VERSION = 5  # bump whenever the validator's rules change: it is part of the cache key
 # Labels written with 6 decimals overshoot the border by up to 5e-7; that is rounding, not an error.
 ROUNDING_TOLERANCE = 1e-4
-EXIF_ORIENTATION = 0x0112
 
 # kind -> what happens to the data; also the order of the printed summary
 ACTIONS = {
     "corrupt_image": "image excluded",
+    "unreadable": "image excluded",
+    "too_large": "image excluded",
     "missing_image": "annotation ignored",
     "malformed": "line skipped",
+    "non_finite": "line skipped",
     "bad_class": "line skipped",
     "unknown_category": "box skipped",
     "non_positive_size": "line skipped",
@@ -45,9 +48,14 @@ ACTIONS = {
     "empty_label": "image used as background",
     "exif_rotated": "EXIF orientation applied; labels read against the rotated image",
     "converted_image": "converted to 8-bit 3-channel when loaded",
+    "wrong_suffix": "used; its suffix does not match its format",
+    "trailing_data": "used; the bytes after its end are ignored",
+    "polygon": "polygon converted to its bounding box",
 }
 HOW_TO_FIX = {
     "corrupt_image": "re-export or remove the image",
+    "unreadable": "check the file's permissions and links",
+    "non_finite": "coordinates must be finite numbers",
     "malformed": "each line must be 'class cx cy w h' with numbers",
     "bad_class": "class ids must be integers in 0..nc-1; check 'names' in data.yaml",
     "unknown_category": "add the category to 'names' in data.yaml or remove the annotation",
@@ -64,7 +72,7 @@ class Issue:
     detail: str
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
+        where = f"{safe_name(self.file)}:{self.line}" if self.line else safe_name(self.file)
         fix = HOW_TO_FIX.get(self.kind)
         return f"{where}: {self.detail} -> {ACTIONS[self.kind]}" + (f" ({fix})" if fix else "")
 
@@ -92,7 +100,7 @@ class LabelReport:
         return out
 
     def write(self, path: Path) -> None:
-        path.write_text("".join(f"{i.kind}\t{i}\n" for i in self.issues))
+        path.write_text("".join(f"{i.kind}\t{i}\n" for i in self.issues), encoding="utf-8")
 
 
 @dataclass
@@ -106,30 +114,15 @@ class Sample:
 
 # --------------------------------------------------------------------------- images
 def read_image_header(path: Path, report: LabelReport) -> tuple[int, int] | None:
-    """(h, w) as displayed, from the header only; ``None`` (and an Issue) if unusable."""
+    """(h, w) as displayed if the image decodes; ``None`` (and an Issue) if unusable."""
     try:
-        with Image.open(path) as im:
-            im.verify()  # must come straight after open; the image object is unusable afterwards
-        with Image.open(path) as im:
-            w, h = im.size
-            mode = im.mode
-            orientation = im.getexif().get(EXIF_ORIENTATION, 1)
-        if path.suffix.lower() in (".jpg", ".jpeg"):
-            with open(path, "rb") as f:
-                f.seek(-2, os.SEEK_END)
-                if f.read() != b"\xff\xd9":
-                    report.add("corrupt_image", path, None, "JPEG is truncated (no end-of-image marker)")
-                    return None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        report.add("corrupt_image", path, None, f"cannot be read as an image ({e})")
+        hw, notes = inspect_image(path)
+    except ImageError as e:
+        report.add(e.kind, path, None, e.detail)
         return None
-    if orientation in (5, 6, 7, 8):
-        w, h = h, w
-    if orientation not in (1, None):
-        report.add("exif_rotated", path, None, f"EXIF orientation {orientation}")
-    if mode not in ("RGB", "YCbCr"):
-        report.add("converted_image", path, None, f"pixel mode {mode}")
-    return h, w
+    for kind, detail in notes:
+        report.add(kind, path, None, detail)
+    return hw
 
 
 # --------------------------------------------------------------------------- boxes
@@ -160,24 +153,34 @@ def parse_yolo_label(path: Path, nc: int, report: LabelReport):
         report.add("missing_label", path, None, "no label file")
         return np.zeros(0, np.int64), np.zeros((0, 4), np.float32)
     rows, seen_lines = [], 0
-    for n, text in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    for n, text in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), 1):
         parts = text.split()
         if not parts:
             continue
         seen_lines += 1
-        if len(parts) != 5:
-            report.add("malformed", path, n, f"{len(parts)} columns, expected 5")
+        polygon = len(parts) >= 7 and len(parts) % 2 == 1  # class x1 y1 x2 y2 x3 y3 ... (YOLO segmentation)
+        if len(parts) != 5 and not polygon:
+            report.add("malformed", path, n, f"{len(parts)} columns, expected 5 (or a class and a polygon)")
             continue
         try:
             vals = [float(p) for p in parts]
         except ValueError:
             report.add("malformed", path, n, f"non-numeric value in {text.strip()!r}")
             continue
-        cls, cx, cy, w, h = vals
+        if not all(np.isfinite(vals)):
+            report.add("non_finite", path, n, f"non-finite value in {text.strip()!r}")
+            continue
+        cls = vals[0]
         if not cls.is_integer() or not 0 <= cls < nc:
             report.add("bad_class", path, n, f"class {parts[0]} not in 0..{nc - 1}")
             continue
-        if not (w > 0 and h > 0) or not all(np.isfinite(vals)):
+        if polygon:
+            xs, ys = vals[1::2], vals[2::2]
+            report.add("polygon", path, n, f"{len(xs)}-point polygon")
+            cx, cy, w, h = (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs), max(ys) - min(ys)
+        else:
+            cx, cy, w, h = vals[1:]
+        if not (w > 0 and h > 0):
             report.add("non_positive_size", path, n, f"width {w:g}, height {h:g}")
             continue
         rows.append((n, int(cls), cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
@@ -271,9 +274,9 @@ def _fingerprint(src: SplitSource, nc: int, names: list[str]) -> str:
     for f in files:
         try:
             st = f.stat()
-            h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-        except FileNotFoundError:
-            h.update(f"{f}|missing\n".encode())
+            h.update(os.fsencode(f) + f"|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError as e:  # missing, a link loop, no permission: the scan reports it per file
+            h.update(os.fsencode(f) + f"|{e.errno}\n".encode())
     return h.hexdigest()
 
 
@@ -282,7 +285,15 @@ def cache_dir() -> Path:
 
 
 def _scan_one(job: tuple) -> tuple[Sample | None, list[Issue]]:
-    """Header + labels of one image (module level so a process pool can run it)."""
+    """Header + labels of one image; any error of that one file becomes an Issue, never an exception."""
+    try:
+        return _scan_one_unguarded(job)
+    except Exception as e:  # noqa: BLE001 - one odd file (ELOOP, permissions, I/O error) must not stop a scan
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
+        return None, [Issue("unreadable", str(job[0]), None, f"cannot be read ({reason})")]
+
+
+def _scan_one_unguarded(job: tuple) -> tuple[Sample | None, list[Issue]]:
     image, fmt, label_file, names, coco_entry = job
     local = LabelReport()
     hw = read_image_header(image, local)
@@ -315,8 +326,8 @@ def scan_split(cfg: DataConfig, split: str, workers: int = 2, use_cache: bool = 
     if use_cache and cache.is_file():
         try:
             return _read_cache(cache)
-        except (OSError, ValueError, KeyError):
-            pass  # stale or partial cache: fall through and rescan
+        except Exception as e:  # noqa: BLE001 - 0-byte, truncated or foreign file: rebuild it
+            print(f"warning: label cache {cache} is unreadable ({type(e).__name__}); rebuilding it", file=sys.stderr)
     report = LabelReport()
     coco = read_coco(src.labels, src.images, cfg.names, report) if src.format == "coco" else {}
     jobs = [(p, src.format, _label_file(src, p), cfg.names, coco.get(p)) for p in src.images]
@@ -341,8 +352,8 @@ def _write_cache(path: Path, samples: list[Sample], report: LabelReport) -> None
     """Flat arrays in an .npz (read back with allow_pickle=False: data only, nothing executable)."""
     issues = json.dumps([[i.kind, i.file, i.line, i.detail] for i in report.issues])
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+        path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(
             tmp,
             version=np.array(CACHE_VERSION),
@@ -355,7 +366,8 @@ def _write_cache(path: Path, samples: list[Sample], report: LabelReport) -> None
         )
         os.replace(tmp, path)
     except OSError as e:  # a read-only home must not stop the run
-        print(f"note: label cache not written to {path} ({e})")
+        Path(tmp).unlink(missing_ok=True)
+        print(f"note: label cache not written to {path} ({e.strerror or e})", file=sys.stderr)
 
 
 def _read_cache(path: Path):

@@ -31,6 +31,7 @@ class TrainConfig:
     anchors: str | None = None
     teacher: str | None = None  # distil from this model
     img: int = 640
+    val_img: int | None = None  # validation size when it differs (sliced training: the size inference will use)
     epochs: int = 100
     batch: int = 16  # total across DDP processes
     hyp: dict = field(default_factory=load_hyp)
@@ -92,10 +93,14 @@ def check_numbers(cfg: TrainConfig) -> None:
             raise UsageError(f"--{name} must be 0 or more, got {getattr(cfg, name)}")
     if cfg.amp not in AMP_CHOICES:
         raise UsageError(f"--amp must be one of {', '.join(AMP_CHOICES)}, got {cfg.amp!r}")
-    if cfg.img % 32:
-        new = math.ceil(cfg.img / 32) * 32
-        print(f"warning: --img {cfg.img} is not a multiple of 32; using {new}", file=sys.stderr)
-        cfg.img = new
+    if cfg.val_img is not None and cfg.val_img < 32:
+        raise UsageError(f"--val-img must be at least 32, got {cfg.val_img}")
+    for name in ("img", "val_img"):
+        size = getattr(cfg, name)
+        if size is not None and size % 32:
+            new = math.ceil(size / 32) * 32
+            print(f"warning: --{name.replace('_', '-')} {size} is not a multiple of 32; using {new}", file=sys.stderr)
+            setattr(cfg, name, new)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,7 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="", help="initial weights (ours or official YOLOv5 .pt); '' = from scratch")
     p.add_argument("--anchors", default=None, help="anchors.yaml from python -m analysis")
     p.add_argument("--teacher", default=None, help="distil from this model (same head layout); see distill_* in the hyp")
-    p.add_argument("--img", type=int, default=640, help="training and validation input size")
+    p.add_argument("--img", type=int, default=640, help="training input size (and validation size unless --val-img)")
+    p.add_argument(
+        "--val-img",
+        type=int,
+        default=None,
+        help="validation input size, e.g. the full-image size at which sliced training's scale is kept",
+    )
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch", type=int, default=16, help="total batch size (split across DDP processes)")
     p.add_argument("--out", type=Path, default=Path("runs/train/exp"))
@@ -148,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Options a resumed run takes from its checkpoint: repeating them is fine, changing them is an error.
 _SAVED_OPTIONS = {"data": "data", "model": "model", "weights": "weights", "anchors": "anchors", "teacher": "teacher",
-                  "img": "img", "epochs": "epochs", "batch": "batch", "amp": "amp", "sync-bn": "sync_bn",
+                  "img": "img", "val-img": "val_img", "epochs": "epochs", "batch": "batch", "amp": "amp", "sync-bn": "sync_bn",
                   "cache": "cache", "patience": "patience", "val-interval": "val_interval", "seed": "seed"}
 
 
@@ -184,6 +195,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         anchors=str(args.anchors) if args.anchors else None,
         teacher=args.teacher,
         img=args.img,
+        val_img=args.val_img,
         epochs=args.epochs,
         batch=args.batch,
         hyp=load_hyp(args.hyp, parse_overrides(args.set)),

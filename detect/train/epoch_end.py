@@ -57,7 +57,8 @@ def end_of_epoch(run, epoch: int, result: EpochResult) -> dict | None:
 def _validate(run, model) -> dict:
     cfg = run.config
     batch = max(1, min(32, cfg.batch // run.world * 2))
-    return evaluate(model, run.data.val, run.data.cfg.names, cfg.img, batch, min(cfg.workers, 2), run.device)
+    return evaluate(model, run.data.val, run.data.cfg.names, cfg.val_img or cfg.img, batch, min(cfg.workers, 2),
+                    run.device)
 
 
 def _headline(m: dict) -> dict:
