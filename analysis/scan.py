@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from detect.data.config import DataConfig, DataError, yolo_label_path
+from detect.data.images import safe_name
 from detect.data.labels import LabelReport, scan_split
 
 
@@ -42,7 +43,7 @@ def scan(cfg: DataConfig, splits: list[str], workers: int = 2, meta: Path | None
             pd.DataFrame(
                 {
                     "split": split,
-                    "path": [str(s.path) for s in samples],
+                    "path": [safe_name(s.path) for s in samples],  # printable: names may hold undecodable bytes
                     "width": np.array([s.width for s in samples], dtype=np.int64),
                     "height": np.array([s.height for s in samples], dtype=np.int64),
                     "boxes": n,
@@ -94,7 +95,7 @@ def _orphan_labels(cfg: DataConfig, split: str) -> list[str]:
     expected = {yolo_label_path(p) for p in cfg.split(split).images}
     folders = {p.parent for p in expected if p.parent.is_dir()}
     found = {p for d in folders for p in d.glob("*.txt")}
-    return sorted(str(p) for p in found - expected)
+    return sorted(safe_name(p) for p in found - expected)
 
 
 def _join_meta(images: pd.DataFrame, meta: Path, root: Path) -> pd.DataFrame:
