@@ -20,7 +20,7 @@ from detect.data.config import load_data_config  # noqa: E402
 from detect.data.labels import scan_split  # noqa: E402
 from detect.paths import shared_dir  # noqa: E402
 from detect.weights import build_from_checkpoint, load_checkpoint  # noqa: E402
-from prune.__main__ import calibration_batch, evaluate  # noqa: E402
+from prune.pipeline import calibration_batch, evaluate  # noqa: E402
 from prune.surgery import prune  # noqa: E402
 
 

@@ -25,7 +25,7 @@ from detect import cli
 from detect.boxes import PAD_VALUE, prepare_image
 from detect.data.dataset import load_image, to_tensor
 from detect.errors import UsageError, WeightsError
-from detect.outputs import ensure_writable
+from detect.outputs import ensure_writable, write_json
 from detect.paths import shared_dir
 from detect.weights import load_model
 
@@ -136,6 +136,37 @@ def parity(model: torch.nn.Module, onnx_path: Path, x: torch.Tensor, batch: int 
     return out
 
 
+def export(weights, out: Path, shape: tuple[int, int], batch: int = 1, dynamic: bool = False, opset: int = 17):
+    """model.onnx and model_fp16.onnx of ``weights`` at ``shape`` with our metadata (the library entry point).
+
+    Returns (fp32 path, fp16 path, the PyTorch model, its checkpoint, the metadata).
+    """
+    out = ensure_writable(out)
+    model, ckpt = load_model(weights, "cpu")
+    stride = int(model.stride.max())
+    h, w = shape
+    if h % stride or w % stride:
+        raise UsageError(f"--img {h} {w}: both sides must be multiples of the stride {stride}")
+    fp32, fp16 = out / "model.onnx", out / "model_fp16.onnx"
+    export_onnx(model, fp32, (h, w), batch, dynamic, opset)
+    simplify(fp32)
+    to_fp16(fp32, fp16)
+    meta = {
+        "exporter": "deploy.export",
+        "version": META_VERSION,
+        "names": ckpt["names"],
+        "stride": stride,
+        "input_shape": [-1 if dynamic else batch, 3, h, w],
+        "max_batch": batch,
+        "letterbox": {"mode": "resize long side, then pad centred", "pad_value": PAD_VALUE, "img_size": max(h, w)},
+        "output": "cx, cy, w, h (input pixels), objectness, class scores",
+        "arch": ckpt["arch"].get("name", "custom"),
+    }
+    for path, precision in ((fp32, "fp32"), (fp16, "fp16")):
+        write_metadata(path, {**meta, "precision": precision})
+    return fp32, fp16, model, ckpt, meta
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m deploy.export",
@@ -165,30 +196,9 @@ def main(argv=None) -> int:
     cli.check_range("--conf", args.conf, 0, 1)
     cli.check_range("--iou", args.iou, 0, 1, low_open=True)
     cli.check_range("--max-det", args.max_det, 1)
-    ensure_writable(args.out)
-    model, ckpt = load_model(args.weights, "cpu")
-    stride = int(model.stride.max())
-    if h % stride or w % stride:
-        raise UsageError(f"--img {h} {w}: both sides must be multiples of the stride {stride}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    batch = args.dynamic_batch or args.batch
-    fp32, fp16 = args.out / "model.onnx", args.out / "model_fp16.onnx"
-    export_onnx(model, fp32, (h, w), batch, bool(args.dynamic_batch), args.opset)
-    simplify(fp32)
-    to_fp16(fp32, fp16)
-    meta = {
-        "exporter": "deploy.export",
-        "version": META_VERSION,
-        "names": ckpt["names"],
-        "stride": stride,
-        "input_shape": [batch if not args.dynamic_batch else -1, 3, h, w],
-        "max_batch": batch,
-        "letterbox": {"mode": "resize long side, then pad centred", "pad_value": PAD_VALUE, "img_size": max(h, w)},
-        "output": "cx, cy, w, h (input pixels), objectness, class scores",
-        "arch": ckpt["arch"].get("name", "custom"),
-    }
-    for path, precision in ((fp32, "fp32"), (fp16, "fp16")):
-        write_metadata(path, {**meta, "precision": precision})
+    fp32, fp16, model, ckpt, meta = export(args.weights, args.out, (h, w), args.dynamic_batch or args.batch,
+                                           bool(args.dynamic_batch), args.opset)
+    stride, batch = meta["stride"], meta["max_batch"]
     shared = shared_dir() / "images"
     folder = Path(args.check_images) if args.check_images else shared
     photos = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
@@ -227,7 +237,7 @@ def main(argv=None) -> int:
         from deploy.triton import write_repository
 
         print(f"Triton repository: {write_repository(args.triton, fp32, meta)}")
-    (args.out / "export.json").write_text(json.dumps(report, indent=2))
+    write_json(report, args.out / "export.json")
     if "fp32" in failed:  # the FP32 graph must reproduce PyTorch; anything else is an export bug
         raise UsageError(
             f"model.onnx differs from PyTorch beyond {TOLERANCE['fp32']:g} in ONNX Runtime; see {args.out / 'export.json'}"

@@ -51,6 +51,20 @@ def plan_layer(name: str, scores: torch.Tensor, thr: float, min_keep: float, rou
     return LayerPlan(name, total, sorted(order.tolist()), clamped)
 
 
+def uniform_plan(name: str, scores: torch.Tensor, share: float, round_to: int = 1) -> LayerPlan:
+    """Keep the ``1 - share`` highest-scoring channels of the layer (at least one; rounded up to ``round_to``)."""
+    total = len(scores)
+    n = max(1, math.ceil((1 - share) * total))
+    if round_to > 1:
+        n = min(total, math.ceil(n / round_to) * round_to)
+    return LayerPlan(name, total, sorted(scores.argsort(descending=True)[:n].tolist()))
+
+
+def step_share(target: float, steps: int) -> float:
+    """The share removed per step so that ``steps`` equal geometric steps remove ``target`` in all."""
+    return 1 - (1 - target) ** (1 / steps)
+
+
 def looks_sparsity_trained(summary: dict) -> bool:
     """After L1 sparsity training a large share of |gamma| sits near zero; ordinary training leaves few."""
     return summary["share_below_0.01"] >= 0.2

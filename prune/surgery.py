@@ -8,43 +8,59 @@ channel spec and state dict: the result loads everywhere without Torch-Pruning o
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import nn
 
+from detect.errors import UsageError
 from detect.model import Conv, YOLOv5, channel_spec
-from prune.select import LayerPlan, global_threshold, plan_layer
-
-
-def _dependency_graph(model: YOLOv5, example: torch.Tensor):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import torch_pruning as tp
-
-    # The Detect output convolutions stay in the graph (their input channels must follow the
-    # pruning) and are only excluded as roots: passed to build_dependency as ignored, they are
-    # traced as element-wise ops and index mapping runs on through the head's reshape.
-    ignored = list(model.detect.m)
-    dg = tp.DependencyGraph().build_dependency(
-        model, example_inputs=example, forward_fn=lambda m, x: m(x, raw=True), verbose=False
-    )
-    return tp, dg, ignored
+from prune.groups import dependency_graph, prunable_groups
+from prune.select import LayerPlan, global_threshold, plan_layer, uniform_plan
 
 
 def group_scores(model: YOLOv5, example: torch.Tensor):
-    """[(root conv name, root conv, per-channel mean |gamma| over the coupled BatchNorms)]."""
-    model.eval()
-    tp, dg, ignored = _dependency_graph(model, example)
-    importance = tp.importance.BNScaleImportance(group_reduction="mean", normalizer=None)
-    names = {m: n for n, m in model.named_modules()}
-    out = []
-    for group in dg.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]):
-        root = group[0].dep.target.module
-        scores = importance(group)
-        if scores is not None:
-            out.append((names[root].removesuffix(".conv"), root, scores.detach().cpu()))
-    return out
+    """[(root layer name, root conv, per-channel mean |gamma| over the coupled BatchNorms)]."""
+    return [(g.name, g.root, g.scores()) for g in prunable_groups(model, tuple(example.shape[-2:]))]
+
+
+def filter_l1_scores(model: YOLOv5, example: torch.Tensor):
+    """[(root layer name, root conv, per-channel L1 norm of the root's filters)]: the uniform control's criterion."""
+    return [(g.name, g.root, g.root.weight.detach().abs().sum((1, 2, 3)).cpu()) for g in
+            prunable_groups(model, tuple(example.shape[-2:]))]
+
+
+def plan(model: YOLOv5, strategy: str, ratio: float | None, threshold: float | None = None, min_keep: float = 0.1,
+         round_to: int = 1, shape: tuple[int, int] = (64, 64)) -> tuple[list[LayerPlan], float]:
+    """Which channels of each group to keep: ``gamma`` (one global |gamma| threshold, network slimming)
+    or ``uniform`` (the same share of every group, by filter L1 norm: the control slimming must beat)."""
+    example = torch.zeros(1, 3, *shape)
+    if strategy == "uniform":
+        if ratio is None:
+            raise UsageError("--strategy uniform needs --ratio (the share removed from every layer)")
+        groups = filter_l1_scores(model, example)
+        return [uniform_plan(name, s, ratio, round_to) for name, _, s in groups], float("nan")
+    groups = group_scores(model, example)
+    thr = global_threshold([s for _, _, s in groups], ratio, threshold)
+    return [plan_layer(name, s, thr, min_keep, round_to) for name, _, s in groups], thr
+
+
+def remove(model: YOLOv5, plans: list[LayerPlan], calib: torch.Tensor | None = None,
+           shape: tuple[int, int] = (64, 64)) -> YOLOv5:
+    """Remove the channels ``plans`` drop (``model`` is modified, then rebuilt as a plain YOLOv5).
+
+    With ``calib`` (a batch of real images in [0, 1]) each removed channel's mean activation
+    is folded into the layers that consumed it (see ``_fold_removed_means``).
+    """
+    tp, dg, _ = dependency_graph(model.eval(), torch.zeros(1, 3, *shape))
+    roots = {name: conv for name, conv in ((n.removesuffix(".conv"), m) for n, m in model.named_modules())
+             if isinstance(conv, nn.Conv2d)}
+    for p in plans:
+        drop = sorted(set(range(p.total)) - set(p.keep))
+        if drop:
+            group = dg.get_pruning_group(roots[p.name], tp.prune_conv_out_channels, drop)
+            if calib is not None:
+                _fold_removed_means(model, group, dg, calib)
+            group.prune()
+    return rebuild(model)
 
 
 def prune(
@@ -55,25 +71,11 @@ def prune(
     round_to: int = 1,
     shape: tuple[int, int] = (64, 64),
     calib: torch.Tensor | None = None,
+    strategy: str = "gamma",
 ) -> tuple[YOLOv5, list[LayerPlan], float]:
-    """Prune ``model`` (modified in place, then rebuilt); returns (pruned model, per-layer plan, threshold).
-
-    With ``calib`` (a batch of real images in [0, 1]) each removed channel's mean activation
-    is folded into the layers that consumed it (see ``_fold_removed_means``).
-    """
-    example = torch.zeros(1, 3, *shape)
-    groups = group_scores(model, example)
-    thr = global_threshold([s for _, _, s in groups], ratio, threshold)
-    plans = [plan_layer(name, s, thr, min_keep, round_to) for name, _, s in groups]
-    tp, dg, _ = _dependency_graph(model, example)
-    for (_, root, _), plan in zip(groups, plans):
-        drop = sorted(set(range(plan.total)) - set(plan.keep))
-        if drop:
-            group = dg.get_pruning_group(root, tp.prune_conv_out_channels, drop)
-            if calib is not None:
-                _fold_removed_means(model, group, dg, calib)
-            group.prune()
-    return rebuild(model), plans, thr
+    """Plan and remove in one call; returns (pruned model, per-layer plan, threshold)."""
+    plans, thr = plan(model, strategy, ratio, threshold, min_keep, round_to, shape)
+    return remove(model, plans, calib, shape), plans, thr
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ from detect.visual import plot_results, save_batch
 
 CSV_FIELDS = [
     "epoch", "train/box", "train/obj", "train/cls", "lr/0", "lr/1", "lr/2", "images_per_s",
-    "sparsity", "gamma_median", "gamma_below_0.01", "precision", "recall", "map50", "map50_95",
+    "sparsity", "gamma_median", "gamma_below_0.01", "group_below_0.01", "removed_over_kept", "precision", "recall", "map50", "map50_95",
     "precise_bn", "swa/map50", "swa/map50_95",
 ]  # fmt: skip
 

@@ -65,6 +65,15 @@ def _headline(m: dict) -> dict:
     return {k: m[k] for k in ("map50", "map50_95", "precision", "recall") if k in m}
 
 
+def _separation(model, hyp: dict) -> dict:
+    """Group-score separation at the target ratio: whether sparsity training has made a prune cheap."""
+    if hyp["sparsity"] <= 0:
+        return {"group_below_0.01": NAN, "removed_over_kept": NAN}
+    from prune.groups import prunable_groups, separation  # pruning's view of the model, only when it is asked for
+
+    return separation(prunable_groups(model), hyp["sparsity_target"])
+
+
 def _row(run, epoch: int, result: EpochResult, metrics: dict, swa: dict, precise: int) -> dict:
     hyp = run.config.hyp
     strength = hyp["sparsity"] * ((1 - epoch / run.config.epochs) if hyp["sparsity_schedule"] == "linear" else 1.0)
@@ -78,6 +87,7 @@ def _row(run, epoch: int, result: EpochResult, metrics: dict, swa: dict, precise
         "sparsity": strength,
         "gamma_median": gamma["median"],
         "gamma_below_0.01": gamma["share_below_0.01"],
+        **_separation(run.opt.ema.module, hyp),
         "precise_bn": precise,
         "swa/map50": swa.get("map50", NAN),
         "swa/map50_95": swa.get("map50_95", NAN),

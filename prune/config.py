@@ -1,0 +1,115 @@
+"""What a pruning run needs: one dataclass, built from the command line or from code (benchmarks)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from detect import cli
+from detect.errors import UsageError
+
+STRATEGIES = ("gamma", "uniform")
+
+
+@dataclass
+class PruneConfig:
+    weights: Path
+    data: str
+    out: Path
+    ratio: float | None = None  # share of prunable channels removed in all
+    threshold: float | None = None  # or: remove channels whose |gamma| is at or below this (one step)
+    strategy: str = "gamma"
+    steps: int = 1
+    step_epochs: int = 0  # recovery epochs after each step (through fit)
+    max_drop: float | None = None  # stop when mAP50-95 falls more than this below the start
+    min_keep: float = 0.1
+    round_to: int = 8
+    calib_images: int = 32
+    finetune_epochs: int = 0  # after the last step
+    distill: bool = False
+    sensitivity: bool = False
+    sensitivity_share: float = 0.25
+    img: int = 640
+    batch: int = 16
+    workers: int = 2
+    device: str = "cpu"
+    hyp: str | None = None
+    set: list[str] = field(default_factory=list)
+    report_shape: tuple[int, int] = (384, 640)
+    latency_iters: int = 50
+
+    def __post_init__(self):
+        self.weights, self.out = Path(self.weights), Path(self.out)
+        self.report_shape = tuple(self.report_shape)
+        check(self)
+
+
+def check(c: PruneConfig) -> None:
+    if (c.ratio is None) == (c.threshold is None):
+        raise UsageError("give exactly one of --ratio and --threshold")
+    if c.ratio is not None and not 0 < c.ratio < 1:
+        raise UsageError(f"--ratio must be in (0, 1), got {c.ratio}")
+    if not 0 <= c.min_keep <= 1:
+        raise UsageError(f"--min-keep must be in [0, 1], got {c.min_keep}")
+    if c.strategy not in STRATEGIES:
+        raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {c.strategy!r}")
+    if c.steps > 1 and c.ratio is None:
+        raise UsageError("--steps needs --ratio (the total share to remove)")
+    cli.check_img(c.img)
+    cli.check_img(*c.report_shape, flag="--report-shape")
+    cli.check_range("--batch", c.batch, 1)
+    cli.check_range("--steps", c.steps, 1)
+    for flag, value in (("--finetune-epochs", c.finetune_epochs), ("--step-epochs", c.step_epochs),
+                        ("--calib-images", c.calib_images), ("--latency-iters", c.latency_iters)):
+        cli.check_range(flag, value, 0)
+    cli.check_range("--round-to", c.round_to, 1)
+    cli.check_range("--sensitivity-share", c.sensitivity_share, 0, 1, low_open=True)
+    if c.max_drop is not None:
+        cli.check_range("--max-drop", c.max_drop, 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m prune",
+        description="Prune a YOLOv5 (network slimming by BatchNorm gamma, or a uniform control), in one or "
+        "several steps with recovery training, and report mAP, GFLOPs and latency.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--weights", required=True, type=Path, help="a checkpoint (ideally sparsity-trained)")
+    p.add_argument("--data", required=True, help="data.yaml (validation before/after; recovery training)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--ratio", type=float, help="share of prunable channels to remove in all, in (0, 1)")
+    g.add_argument("--threshold", type=float, help="remove channels whose |gamma| is at or below this")
+    p.add_argument("--strategy", choices=STRATEGIES, default="gamma",
+                   help="gamma: one global |gamma| threshold (network slimming); uniform: the same share of "
+                   "every layer by filter L1 norm (the control)")
+    p.add_argument("--steps", type=int, default=1, help="reach --ratio in this many equal geometric steps")
+    p.add_argument("--step-epochs", type=int, default=0, help="recovery epochs after each step")
+    p.add_argument("--max-drop", type=float, default=None,
+                   help="stop, keeping the last good model, when mAP50-95 falls more than this below the start")
+    p.add_argument("--min-keep", type=float, default=0.1, help="never keep fewer than this share of a layer")
+    p.add_argument("--round-to", type=int, default=8, help="round kept channels up to a multiple (1 = off)")
+    p.add_argument("--calib-images", type=int, default=32,
+                   help="training images whose mean activations of removed channels are folded into consumers (0 = off)")
+    p.add_argument("--finetune-epochs", type=int, default=0, help="fine-tuning epochs after the last step")
+    p.add_argument("--distill", action="store_true", help="recover with the unpruned model as teacher")
+    p.add_argument("--sensitivity", action="store_true",
+                   help="scan: mAP after removing --sensitivity-share of one group at a time (table + plot)")
+    p.add_argument("--sensitivity-share", type=float, default=0.25)
+    p.add_argument("--img", type=int, default=640, help="validation and training input size")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--hyp", help="hyperparameter file for recovery and fine-tuning (default: the trainer's)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="hyperparameters for recovery/fine-tuning")
+    p.add_argument("--report-shape", type=int, nargs=2, default=[384, 640], metavar=("H", "W"),
+                   help="input shape for GFLOPs and latency")
+    p.add_argument("--latency-iters", type=int, default=50, help="ONNX Runtime timing iterations (0 = skip)")
+    p.add_argument("--out", type=Path, required=True)
+    return p
+
+
+def config_from_argv(argv: list[str] | None = None) -> PruneConfig:
+    a = build_parser().parse_args(argv)
+    return PruneConfig(**{k: v for k, v in vars(a).items()})

@@ -1,0 +1,171 @@
+"""The pruning run as a library: ``run(PruneConfig) -> report``; ``python -m prune`` is its CLI.
+
+Evaluate the model -> (sensitivity scan) -> K steps of surgery + recovery (prune.iterative) ->
+fine-tune -> GFLOPs, ONNX Runtime latency and mAP before / right after pruning / after
+fine-tuning -> OUT/pruned.pt, report.json, report.md (+ plots).
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import torch
+
+from detect import cli
+from detect.data.config import load_data_config
+from detect.data.labels import scan_split
+from detect.errors import UsageError
+from detect.hyp import load_hyp
+from detect.model import count_gflops, count_params
+from detect.optim import bn_gamma_summary
+from detect.outputs import atomic_write_bytes, ensure_writable, write_json
+from detect.train import FitResult, TrainConfig, fit
+from detect.train.config import parse_overrides
+from detect.train.engine import evaluate as evaluate_model
+from detect.weights import build_from_checkpoint, load_checkpoint
+from prune import sensitivity
+from prune.config import PruneConfig
+from prune.iterative import reload, run_steps
+from prune.report import plots, write_markdown
+from prune.select import looks_sparsity_trained
+from prune.surgery import prunable_bn_gammas
+
+
+class Stopped(Exception):
+    """A recovery or fine-tuning run was interrupted by a signal (``.signal``)."""
+
+    def __init__(self, signal: int):
+        super().__init__(f"interrupted by signal {signal}")
+        self.signal = signal
+
+
+def evaluate(model, samples, names, img: int, batch: int, workers: int, device="cpu") -> dict:
+    """mAP of a fused copy of ``model`` on ``device``, without autograd."""
+    device = torch.device(device)
+    net = copy.deepcopy(model).float().eval().fuse().to(device)
+    m = evaluate_model(net, samples, names, img, batch, workers, device)
+    return {"map50": m["map50"], "map50_95": m["map50_95"]}
+
+
+def finetune(c: PruneConfig, checkpoint: Path, epochs: int, out: Path, share: float | None = None) -> FitResult:
+    """Recovery training of a pruned checkpoint through ``fit`` (distilled from the unpruned one with --distill).
+
+    After a small step (<= 10% of the channels) the run needs no warmup: the weights are already trained.
+    """
+    overrides = parse_overrides(c.set)
+    if share is not None and share <= 0.1 and "warmup_epochs" not in overrides:
+        overrides["warmup_epochs"] = 0.0
+    config = TrainConfig(data=c.data, out=out, model=str(checkpoint), weights=str(checkpoint),
+                         teacher=str(c.weights) if c.distill else None, img=c.img, epochs=epochs, batch=c.batch,
+                         hyp=load_hyp(c.hyp, overrides), device=c.device, workers=c.workers, quiet=True)
+    result = fit(config)
+    if result.stopped:
+        raise Stopped(result.stopped)
+    return result
+
+
+def onnx_latency(ckpt_path: Path, out: Path, shape: tuple[int, int], iters: int) -> float:
+    """Median ONNX Runtime CPU latency (ms, batch 1, model only) of a checkpoint exported at ``shape``."""
+    from deploy.bench import _test_image, bench_backend
+    from deploy.export import export
+    from deploy.runtime import OnnxBackend
+
+    fp32, *_ = export(ckpt_path, out, shape)
+    backend = OnnxBackend(fp32, torch.device("cpu"))
+    r = bench_backend("ONNX Runtime FP32 CPU", backend, shape, 1, _test_image(out), warmup=10, iters=iters, cuda=False)
+    return r["model"]["p50_ms"]
+
+
+def calibration_batch(cfg, img: int, n: int) -> torch.Tensor | None:
+    """``n`` training images spread over the split, letterboxed square to ``img``, in [0, 1]."""
+    if n <= 0:
+        return None
+    from detect.data.dataset import EvalDataset
+
+    samples, _ = scan_split(cfg, "train" if "train" in cfg.splits else "val", progress=False)
+    picked = samples[:: max(1, len(samples) // n)][:n]
+    images = [EvalDataset(picked, img, len(picked), rect=False)[i][0] for i in range(len(picked))]
+    return torch.stack(images).float().div_(255)
+
+
+def run(c: PruneConfig) -> dict:
+    device = cli.select_device(c.device)
+    ensure_writable(c.out)
+    cfg = load_data_config(c.data)
+    ckpt = load_checkpoint(c.weights)
+    if len(ckpt["names"]) != cfg.nc:
+        raise UsageError(f"{c.weights} has {len(ckpt['names'])} classes but {c.data} has {cfg.nc}; prune a model "
+                         "trained on this data")
+    model = build_from_checkpoint(ckpt, c.weights).float().eval()
+    samples, _ = scan_split(cfg, "val" if "val" in cfg.splits else "train", progress=False)
+    gammas = prunable_bn_gammas(model)
+    gsum = bn_gamma_summary(gammas)
+    if not looks_sparsity_trained(gsum) and c.strategy == "gamma":
+        print(f"warning: {c.weights} does not look sparsity-trained: only {gsum['share_below_0.01']:.0%} of BatchNorm "
+              f"|gamma| are below 0.01 (median {gsum['median']:.3f}); expect a drop before recovery (make "
+              "train-sparse first, or use --steps with --step-epochs)", file=sys.stderr)
+
+    def score(m):
+        return evaluate(m, samples, cfg.names, c.img, c.batch, c.workers, device)
+
+    calib = calibration_batch(cfg, c.img, c.calib_images)
+    before = score(model)
+    if c.sensitivity:
+        sensitivity.write(c.out, sensitivity.scan(model, score, calib, c.sensitivity_share, c.report_shape),
+                          c.sensitivity_share)
+
+    def recover(path, epochs, out, share):
+        result = finetune(c, path, epochs, out, share)
+        return reload(result.best), result.summary, result.best
+
+    pruned, pruned_path, steps, stopped = run_steps(model, ckpt["names"], c, score, lambda m: calib, recover)
+    after = score(pruned)
+    tuned, final = {"map50": None, "map50_95": None}, pruned_path
+    if c.finetune_epochs > 0 and pruned is not model:
+        result = finetune(c, pruned_path, c.finetune_epochs, c.out / "finetune")
+        tuned, final = {k: result.summary[k] for k in ("map50", "map50_95")}, result.best
+    atomic_write_bytes(Path(final).read_bytes(), c.out / "pruned.pt")
+    report = _report(c, model, pruned, before, after, tuned, gsum, ckpt, steps, stopped, calib)
+    if c.latency_iters > 0:
+        report["onnx_latency_ms"] = {
+            "before": onnx_latency(c.weights, c.out / "onnx_before", c.report_shape, c.latency_iters),
+            "after": onnx_latency(c.out / "pruned.pt", c.out / "onnx_after", c.report_shape, c.latency_iters),
+        }
+    layers = report["layers"]
+    plots(c.out, gammas, report["threshold"] if report["threshold"] == report["threshold"] else 0.0, layers)
+    write_json(report, c.out / "report.json")
+    write_markdown(c.out, report)
+    print(f"GFLOPs at {c.report_shape[0]}x{c.report_shape[1]}: {report['gflops_before']:.2f} -> "
+          f"{report['gflops_after']:.2f}; report: {c.out / 'report.md'}")
+    return report
+
+
+def _report(c: PruneConfig, model, pruned, before, after, tuned, gsum, ckpt, steps, stopped, calib) -> dict:
+    from prune.iterative import layer_table
+
+    shape = c.report_shape
+    return {
+        "weights": str(c.weights), "data": str(c.data), "strategy": c.strategy, "ratio": c.ratio,
+        "threshold": c.threshold if c.threshold is not None else float("nan"), "steps": steps,
+        "step_epochs": c.step_epochs, "max_drop": c.max_drop, "stopped": stopped,
+        "min_keep": c.min_keep, "round_to": c.round_to,
+        "calibration_images": 0 if calib is None else len(calib), "shape": list(shape),
+        "params_before": count_params(model), "params_after": count_params(pruned),
+        "gflops_before": count_gflops(model, shape), "gflops_after": count_gflops(pruned, shape),
+        "map50_before": before["map50"], "map50_pruned": after["map50"], "map50_finetuned": tuned["map50"],
+        "map50_95_before": before["map50_95"], "map50_95_pruned": after["map50_95"],
+        "map50_95_finetuned": tuned["map50_95"], "finetune_epochs": c.finetune_epochs, "distill": c.distill,
+        "epochs_total": c.step_epochs * len(steps) * (c.steps > 1) + c.finetune_epochs,
+        "gamma": gsum, "sparsity_trained": looks_sparsity_trained(gsum),
+        "sparsity_training": sparsity_history(ckpt), "layers": layer_table(model, pruned),
+    }
+
+
+def sparsity_history(ckpt: dict) -> dict | None:
+    """The |gamma| summary the trainer stored before and after a sparsity run (None if it was not one)."""
+    g = (ckpt.get("meta") or {}).get("bn_gamma")
+    if not g or not g.get("sparsity"):
+        return None
+    return {"strength": g["sparsity"], "start": g["start"], "end": g["now"]}

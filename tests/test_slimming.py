@@ -1,0 +1,149 @@
+"""Slimming: the group regulariser, the uniform control, iterative steps and --max-drop."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from detect.hyp import load_hyp
+from detect.model import build_model, count_gflops, default_arch
+from detect.train.hooks import ChannelSparsity, sparsity_hook
+from detect.weights import atomic_save, make_checkpoint
+from prune.config import PruneConfig
+from prune.groups import prunable_groups, separation
+from prune.regularize import GroupSparsity
+from prune.select import step_share
+from prune.surgery import plan, remove
+
+
+def _toy_descent(mode: str, steps: int = 250, lr: float = 0.1, strength: float = 0.05):
+    """Gradient descent on the gammas alone: a data term holds ONE member of each even channel of every
+    multi-member group at 1; the regulariser acts on everything. Returns the model's groups afterwards."""
+    torch.manual_seed(0)
+    model = build_model(default_arch("yolov5n", nc=1))
+    groups = [g for g in prunable_groups(model) if len(g.members) > 1]
+    hook = GroupSparsity(strength, groups=groups) if mode == "group" else ChannelSparsity(strength)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    held = [(g.members[0][0], g.members[0][1][g.members[0][2] % 2 == 0]) for g in groups]
+    for _ in range(steps):
+        for bn in bns:
+            bn.weight.grad = torch.zeros_like(bn.weight)
+        for bn, idx in held:
+            bn.weight.grad[idx] += 2 * (bn.weight.detach()[idx] - 1.0)
+        hook(model, 0.0)
+        with torch.no_grad():
+            for bn in bns:
+                bn.weight.sub_(lr * bn.weight.grad)
+    return groups
+
+
+def _sibling_ratio(groups) -> float:
+    """For held channels: mean |gamma| of the other coupled members over the held member's (1 = together)."""
+    ratios = []
+    for g in groups:
+        bn0, idx0, r0 = g.members[0]
+        for bn, idx, ridx in g.members[1:]:
+            even = ridx % 2 == 0
+            ratios.append(bn.weight.detach().abs()[idx[even]].mean() / bn0.weight.detach().abs()[idx0[r0 % 2 == 0]].mean())
+    return float(torch.stack(ratios).mean())
+
+
+def test_group_lasso_drives_groups_apart_and_keeps_coupled_channels_together():
+    group = _toy_descent("group")
+    channel = _toy_descent("channel")
+    free = lambda gs: float(torch.cat([g.scores()[1::2] for g in gs]).mean())  # noqa: E731 - unheld channels
+    held = lambda gs: float(torch.cat([g.scores()[0::2] for g in gs]).mean())  # noqa: E731
+    assert free(group) < 0.05 and held(group) > 0.3  # whole groups separate: removable vs kept
+    assert _sibling_ratio(group) > 0.1  # held channels' coupled members are kept with them
+    assert _sibling_ratio(channel) < 0.05  # per-channel L1 zeroes the siblings of a held gamma: the group stays,
+    # but its members disagree, so removing it costs the held one and keeping it saves nothing
+
+
+def test_separation_figures_read_a_separated_model():
+    model = build_model(default_arch("yolov5n", nc=1))
+    groups = prunable_groups(model)
+    assert separation(groups, 0.5)["removed_over_kept"] == pytest.approx(1.0)  # all gammas 1 at init
+    with torch.no_grad():
+        for g in groups:
+            for bn, idx, ridx in g.members:
+                bn.weight[idx[ridx % 2 == 1]] = 1e-3
+    sep = separation(groups, 0.5)
+    assert sep["removed_over_kept"] < 0.01 and sep["group_below_0.01"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_hyp_selects_the_sparsity_mode():
+    assert isinstance(sparsity_hook(load_hyp(None, {"sparsity": 0.01, "sparsity_mode": "group"})), GroupSparsity)
+    assert isinstance(sparsity_hook(load_hyp(None, {"sparsity": 0.01})), ChannelSparsity)
+    assert sparsity_hook(load_hyp()) is None
+
+
+def test_group_hook_runs_on_unscaled_grads_in_a_training_step():
+    """AMP path: through TrainStep with an enabled scaler, the hook adds its term after unscale."""
+    from detect.optim import ModelEMA
+    from detect.train.step import TrainStep
+
+    model = build_model(default_arch("yolov5n", nc=1))
+    bn = model.model[0].bn
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12, enabled=True)
+    seen = {}
+
+    def grab(m, p):
+        seen["grad"] = bn.weight.grad.clone()
+
+    step = TrainStep(model, model, lambda preds, t: (sum(p.sum() for p in preds) * 0, torch.zeros(3)), opt, scaler,
+                     ModelEMA(model, 0.9, 1.0), [GroupSparsity(0.01), grab], hyp={"sam": False})
+    step.backward(torch.zeros(1, 3, 64, 64), None, will_step=True)
+    step.step(0.0)
+    assert torch.allclose(seen["grad"], torch.full_like(seen["grad"], 0.01), atol=1e-6)  # 0.01 * gamma/|gamma|, unscaled
+
+
+def test_uniform_keeps_the_same_share_of_every_layer():
+    model = build_model(default_arch("yolov5n", nc=1))
+    plans, _ = plan(model, "uniform", 0.25)
+    for p in plans:
+        assert len(p.keep) == max(1, math.ceil(0.75 * p.total))
+    pruned = remove(model, plans)
+    assert pruned(torch.zeros(1, 3, 64, 64), raw=True)[0].shape[-1] == 6
+
+
+def test_steps_share_compounds_to_the_target():
+    assert (1 - step_share(0.5, 4)) ** 4 == pytest.approx(0.5)
+
+
+@pytest.mark.slow
+def test_iterative_pruning_reaches_the_ratio_in_k_steps(tmp_path, tiny_synthetic):
+    from prune.pipeline import run
+
+    ckpt = tmp_path / "m.pt"
+    from detect.data.synthetic import CLASSES
+
+    atomic_save(make_checkpoint(build_model(default_arch("yolov5n", nc=len(CLASSES))), CLASSES), ckpt)
+    common = dict(weights=ckpt, data=str(tiny_synthetic), img=64, batch=2, workers=0, latency_iters=0, round_to=1,
+                  calib_images=2, set=["warmup_epochs=0", "nominal_batch=2"])
+    report = run(PruneConfig(out=tmp_path / "it", ratio=0.5, steps=2, step_epochs=1, strategy="uniform", **common))
+    assert len(report["steps"]) == 2 and report["stopped"] is None
+    shares = [s["share"] for s in report["steps"]]
+    assert shares == pytest.approx([step_share(0.5, 2)] * 2)
+    assert report["gflops_after"] / report["gflops_before"] < 0.65
+    assert json.loads((tmp_path / "it" / "report.json").read_text())["strategy"] == "uniform"
+    assert "| step |" in (tmp_path / "it" / "report.md").read_text()
+
+
+def test_max_drop_stops_and_keeps_the_last_good_model(tmp_path):
+    """Real surgery, scripted scores: start 0.50, step 1 -> 0.45, step 2 -> 0.30; --max-drop 0.1 stops at step 2."""
+    from prune.iterative import run_steps
+
+    model = build_model(default_arch("yolov5n", nc=1))
+    ckpt = tmp_path / "m.pt"
+    atomic_save(make_checkpoint(model, ["a"]), ckpt)
+    scores = iter([0.50, 0.45, 0.30, 0.20])
+    config = PruneConfig(weights=ckpt, data="unused.yaml", out=tmp_path, ratio=0.75, steps=3, max_drop=0.1,
+                         strategy="uniform", round_to=1)
+    final, path, steps, stopped = run_steps(model, ["a"], config, lambda m: {"map50_95": next(scores)},
+                                            lambda m: None, None)
+    assert [s["map50_95_recovered"] for s in steps] == [0.45, 0.30] and "step 2 fell 0.2000" in stopped
+    assert path == tmp_path / "step1" / "pruned_untuned.pt" and "kept step 1's model" in stopped
+    g0, g1 = count_gflops(model, (64, 64)), count_gflops(final, (64, 64))
+    assert g1 / g0 == pytest.approx(steps[0]["gflops_ratio"], rel=0.05)
