@@ -15,20 +15,27 @@ _OFFSETS = torch.tensor([[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1]], dtype=torch.
 
 
 def distillation_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], hyp: dict) -> torch.Tensor:
-    """KL on class distributions (softened, weighted by the teacher's objectness) + L2 on objectness.
+    """Output distillation for YOLO heads: soft-target BCE on objectness everywhere, and where the teacher
+    sees an object (weighted by its objectness) soft-target BCE on each class and L2 on the box outputs.
 
     Both lists are raw per-level maps (b, na, h, w, 5 + nc) of networks with the same head layout.
+    YOLO's classes are independent sigmoids, so each class is matched on its own (a softmax KL over
+    classes is identically zero for a one-class task and ignores co-occurring labels). The box term
+    compares the decoded-scale sigmoid outputs the Detect layer turns into boxes.
     """
-    t_temp = hyp["distill_temperature"]
-    kl_sum = torch.zeros((), device=student[0].device)
-    obj_sum = torch.zeros((), device=student[0].device)
+    temp = hyp["distill_temperature"]
+    obj_sum = cls_sum = box_sum = torch.zeros((), device=student[0].device)
     for s, t in zip(student, teacher):
-        s, t = s.float(), t.float()
+        s, t = s.float(), t.float().detach()
         t_obj = t[..., 4].sigmoid()
-        obj_sum = obj_sum + F.mse_loss(s[..., 4].sigmoid(), t_obj)
-        kl = F.kl_div(F.log_softmax(s[..., 5:] / t_temp, -1), F.softmax(t[..., 5:] / t_temp, -1), reduction="none")
-        kl_sum = kl_sum + (kl.sum(-1) * t_obj).sum() / t_obj.sum().clamp(min=1e-6) * t_temp**2
-    return hyp["distill_cls"] * kl_sum + hyp["distill_obj"] * obj_sum
+        obj_sum = obj_sum + F.binary_cross_entropy_with_logits(s[..., 4], t_obj)
+        weight = t_obj / t_obj.sum().clamp(min=1e-6)
+        if s.shape[-1] > 5:
+            cls = F.binary_cross_entropy_with_logits(s[..., 5:] / temp, (t[..., 5:] / temp).sigmoid(), reduction="none")
+            cls_sum = cls_sum + (cls.sum(-1) * weight).sum() * temp**2
+        box = (s[..., :4].sigmoid() - t[..., :4].sigmoid()).pow(2).sum(-1)
+        box_sum = box_sum + (box * weight).sum()
+    return hyp["distill_cls"] * cls_sum + hyp["distill_obj"] * obj_sum + hyp["distill_box"] * box_sum
 
 
 class YOLOLoss:

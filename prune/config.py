@@ -31,6 +31,7 @@ class PruneConfig:
     sensitivity: bool = False
     sensitivity_share: float = 0.25
     img: int = 640
+    val_img: int | None = None  # validation size when it differs from the training size (sliced training)
     batch: int = 16
     workers: int = 2
     device: str = "cpu"
@@ -57,6 +58,8 @@ def check(c: PruneConfig) -> None:
     if c.steps > 1 and c.ratio is None:
         raise UsageError("--steps needs --ratio (the total share to remove)")
     cli.check_img(c.img)
+    if c.val_img is not None:
+        cli.check_img(c.val_img, flag="--val-img")
     cli.check_img(*c.report_shape, flag="--report-shape")
     cli.check_range("--batch", c.batch, 1)
     cli.check_range("--steps", c.steps, 1)
@@ -97,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sensitivity", action="store_true",
                    help="scan: mAP after removing --sensitivity-share of one group at a time (table + plot)")
     p.add_argument("--sensitivity-share", type=float, default=0.25)
-    p.add_argument("--img", type=int, default=640, help="validation and training input size")
+    p.add_argument("--img", type=int, default=640, help="training input size (and validation size unless --val-img)")
+    p.add_argument("--val-img", type=int, default=None, help="validation input size (sliced training: the full-image size)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cpu")

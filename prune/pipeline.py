@@ -58,7 +58,8 @@ def finetune(c: PruneConfig, checkpoint: Path, epochs: int, out: Path, share: fl
     if share is not None and share <= 0.1 and "warmup_epochs" not in overrides:
         overrides["warmup_epochs"] = 0.0
     config = TrainConfig(data=c.data, out=out, model=str(checkpoint), weights=str(checkpoint),
-                         teacher=str(c.weights) if c.distill else None, img=c.img, epochs=epochs, batch=c.batch,
+                         teacher=str(c.weights) if c.distill else None, img=c.img, val_img=c.val_img, epochs=epochs,
+                         batch=c.batch,
                          hyp=load_hyp(c.hyp, overrides), device=c.device, workers=c.workers, quiet=True)
     result = fit(config)
     if result.stopped:
@@ -108,7 +109,7 @@ def run(c: PruneConfig) -> dict:
               "train-sparse first, or use --steps with --step-epochs)", file=sys.stderr)
 
     def score(m):
-        return evaluate(m, samples, cfg.names, c.img, c.batch, c.workers, device)
+        return evaluate(m, samples, cfg.names, c.val_img or c.img, c.batch, c.workers, device)
 
     calib = calibration_batch(cfg, c.img, c.calib_images)
     before = score(model)

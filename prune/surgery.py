@@ -132,3 +132,22 @@ def prunable_bn_gammas(model: nn.Module) -> torch.Tensor:
     return torch.cat(
         [m.bn.weight.detach().flatten() for m in model.modules() if isinstance(m, Conv) and hasattr(m, "bn")]
     )
+
+
+def ratio_for_gflops(model: YOLOv5, strategy: str, target: float, shape: tuple[int, int] = (384, 640),
+                     min_keep: float = 0.1, round_to: int = 1, tol: float = 0.01) -> float:
+    """The channel ratio whose one-shot prune leaves ``target`` x the GFLOPs at ``shape`` (bisection on copies)."""
+    import copy
+
+    from detect.model import count_gflops
+
+    base = count_gflops(model, shape)
+    lo, hi = 0.0, 0.95
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        plans, _ = plan(model, strategy, mid, None, min_keep, round_to)
+        ratio = count_gflops(remove(copy.deepcopy(model), plans), shape) / base
+        if abs(ratio - target) <= tol:
+            return mid
+        lo, hi = (mid, hi) if ratio > target else (lo, mid)
+    return (lo + hi) / 2

@@ -147,3 +147,17 @@ def test_max_drop_stops_and_keeps_the_last_good_model(tmp_path):
     assert path == tmp_path / "step1" / "pruned_untuned.pt" and "kept step 1's model" in stopped
     g0, g1 = count_gflops(model, (64, 64)), count_gflops(final, (64, 64))
     assert g1 / g0 == pytest.approx(steps[0]["gflops_ratio"], rel=0.05)
+
+
+def test_distillation_is_zero_at_the_teacher_and_works_for_one_class():
+    from detect.loss import distillation_loss
+
+    hyp = load_hyp()
+    torch.manual_seed(0)
+    teacher = [torch.randn(2, 3, 4, 4, 6)]  # one class: 5 + 1 outputs
+    student = [teacher[0].clone().requires_grad_(True)]
+    distillation_loss(student, teacher, hyp).backward()
+    assert student[0].grad.abs().max() < 1e-6  # the soft-target minimum is the teacher itself
+    moved = [(teacher[0] + 0.5 * torch.randn_like(teacher[0])).requires_grad_(True)]
+    distillation_loss(moved, teacher, hyp).backward()
+    assert moved[0].grad[..., 5].abs().sum() > 0 and moved[0].grad[..., :4].abs().sum() > 0  # class and box terms

@@ -1,0 +1,246 @@
+"""Does slimming keep accuracy where a model has slack? Two tasks, one rulebook.
+
+    python benchmarks/prune_proof.py --out DIR [--task person|synthetic|both] [--budget 6] [--target 0.6]
+
+Tasks:
+  person     coco128 reduced to its person boxes (train2017 -> train, val2017 -> val, images without
+             people kept as background), built under DIR/person/data from ../shared (symlinked images);
+             starting weights: the official yolov5n.pt, its person head rows kept (head transfer).
+  synthetic  the embedded 12-class competition set (--synthetic-images), generated under DIR; starting
+             weights: yolov5n.pt trained on it with the demo's recipe (sliced 320, validated at 960).
+
+Rules (the same for both): the baseline is the better of the starting weights as they are and the same
+weights fine-tuned for B = --budget epochs. The pruned model and the uniform control each spend at most
+1.5 B epochs: K = --steps steps to --target x GFLOPs (at 384x640), each followed by --step-epochs
+distilled recovery epochs, then the rest as distilled fine-tuning. ``pruned`` uses network slimming's
+global |gamma| criterion, ``uniform`` the same share of every layer by filter L1 norm. The curve
+prunes one-shot to 0.8/0.6/0.5/0.4 x GFLOPs with each strategy and fine-tunes --curve-epochs.
+
+Writes DIR/TASK/summary.json (keys in the issue), DIR/TASK/data.yaml, curve.png, and each run's folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+from detect.data.config import load_data_config  # noqa: E402
+from detect.hyp import load_hyp  # noqa: E402
+from detect.model import count_gflops  # noqa: E402
+from detect.paths import shared_dir  # noqa: E402
+from detect.train import TrainConfig, fit  # noqa: E402
+from detect.train.builders import build_train_model  # noqa: E402
+from detect.weights import atomic_save, load_model, make_checkpoint  # noqa: E402
+from prune.config import PruneConfig  # noqa: E402
+from prune.pipeline import calibration_batch, evaluate, finetune, onnx_latency  # noqa: E402
+from prune.surgery import plan, ratio_for_gflops, remove  # noqa: E402
+
+SHAPE = (384, 640)
+CURVE = (0.8, 0.6, 0.5, 0.4)
+FINETUNE_HYP = REPO / "configs/hyp/finetune.yaml"
+
+
+# --------------------------------------------------------------------------- data
+def person_data(out: Path) -> Path:
+    """coco128 with class-0 boxes only: images symlinked, labels rewritten; data.yaml returned."""
+    src = shared_dir() / "datasets/coco128"
+    for split in ("train2017", "val2017"):
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for img in sorted((src / "images" / split).glob("*.jpg")):
+            link = out / "images" / split / img.name
+            if not link.exists():
+                os.symlink(img.resolve(), link)
+            label = src / "labels" / split / f"{img.stem}.txt"
+            lines = label.read_text().splitlines() if label.is_file() else []
+            keep = [ln for ln in lines if ln.split() and ln.split()[0] == "0"]
+            (out / "labels" / split / f"{img.stem}.txt").write_text("".join(f"{ln}\n" for ln in keep))
+    (out / "data.yaml").write_text("path: .\ntrain: images/train2017\nval: images/val2017\nnames: [person]\n")
+    return out / "data.yaml"
+
+
+def synthetic_data(out: Path, images: int) -> Path:
+    from detect.data.synthetic import generate
+
+    return out / "data.yaml" if (out / "data.yaml").is_file() else generate(out, images=images, seed=1)
+
+
+# --------------------------------------------------------------------------- runs
+class Task:
+    def __init__(self, name: str, root: Path, data: Path, img: int, val_img: int, sets: dict):
+        self.name, self.root, self.data, self.img, self.val_img, self.sets = name, root, data, img, val_img, sets
+        self.cfg = load_data_config(data)
+        from detect.data.labels import scan_split
+
+        self.val, _ = scan_split(self.cfg, "val", progress=False)
+
+    def score(self, model) -> float:
+        return evaluate(model, self.val, self.cfg.names, self.val_img, 16, 2, "cpu")["map50_95"]
+
+    def train(self, weights: Path, epochs: int, out: Path, teacher: Path | None = None, hyp_file=FINETUNE_HYP):
+        hyp = load_hyp(hyp_file, {"nominal_batch": 16, **self.sets})
+        config = TrainConfig(data=str(self.data), weights=str(weights), model=str(weights), teacher=teacher and str(teacher),
+                             img=self.img, val_img=self.val_img, epochs=epochs, batch=16, out=out, workers=2,
+                             device="cpu", val_interval=epochs, hyp=hyp, quiet=True)
+        return fit(config)
+
+    def prune_config(self, weights: Path, out: Path, strategy: str, ratio: float, steps: int, step_epochs: int):
+        sets = [f"{k}={v}" for k, v in {"nominal_batch": 16, **self.sets}.items()]
+        return PruneConfig(weights=weights, data=str(self.data), out=out, strategy=strategy, ratio=ratio, steps=steps,
+                           step_epochs=step_epochs, distill=True, img=self.img, val_img=self.val_img, batch=16,
+                           round_to=8, hyp=str(FINETUNE_HYP), set=sets, latency_iters=0)
+
+
+def starting_weights(task: Task, args) -> Path:
+    """person: yolov5n.pt with its person rows (head transfer); synthetic: yolov5n.pt trained on the set."""
+    path = task.root / "start.pt"
+    if path.is_file():
+        return path
+    official = shared_dir() / "weights/yolov5n.pt"
+    if task.name == "person":
+        config = TrainConfig(data=str(task.data), weights=str(official), img=task.img)
+        model, note = build_train_model(config, task.cfg.names)
+        print(f"person start: {note}")
+        atomic_save(make_checkpoint(model, task.cfg.names), path)
+        return path
+    hyp = load_hyp(None, {"nominal_batch": 8, **task.sets})
+    result = fit(TrainConfig(data=str(task.data), weights=str(official), model="yolov5n", img=task.img,
+                             val_img=task.val_img, epochs=args.synthetic_epochs, batch=8, out=task.root / "start",
+                             workers=2, device="cpu", val_interval=args.synthetic_epochs, hyp=hyp, quiet=True))
+    path.write_bytes(Path(result.best).read_bytes())
+    return path
+
+
+def strategy_run(task: Task, base: Path, strategy: str, args, teacher_map: float) -> dict:
+    """Iterative pruning to the GFLOPs target, then fine-tuning, within 1.5 B epochs in all."""
+    model, _ = load_model(base, "cpu", fuse=False)
+    ratio = ratio_for_gflops(model, strategy, args.target, SHAPE, round_to=8)
+    budget = math.floor(1.5 * args.budget)
+    step_epochs = min(args.step_epochs, budget // args.steps)
+    c = task.prune_config(base, task.root / strategy, strategy, ratio, args.steps, step_epochs)
+    c.finetune_epochs = budget - step_epochs * args.steps
+    from prune.pipeline import run
+
+    t0 = time.perf_counter()
+    report = run(c)
+    final = task.root / strategy / "pruned.pt"
+    pruned, _ = load_model(final, "cpu", fuse=False)
+    return {"weights": final, "map50_95": task.score(pruned), "epochs": c.finetune_epochs + step_epochs * args.steps,
+            "ratio": ratio, "gflops_ratio": count_gflops(pruned, SHAPE) / count_gflops(model, SHAPE),
+            "steps": report["steps"], "wall_s": time.perf_counter() - t0}
+
+
+def curve(task: Task, base: Path, args) -> dict:
+    """mAP50-95 after the same short distilled fine-tuning, one-shot pruned to each GFLOPs ratio."""
+    model, _ = load_model(base, "cpu", fuse=False)
+    calib = calibration_batch(task.cfg, task.img, 32)
+    out = {}
+    for strategy in ("gamma", "uniform"):
+        out[strategy] = {}
+        for target in CURVE:
+            ratio = ratio_for_gflops(model, strategy, target, SHAPE, round_to=8)
+            plans, _ = plan(model, strategy, ratio, None, 0.1, 8)
+            pruned = remove(copy.deepcopy(model), plans, calib)
+            folder = task.root / "curve" / f"{strategy}_{target}"
+            untuned = folder / "pruned_untuned.pt"
+            atomic_save(make_checkpoint(pruned, task.cfg.names), untuned)
+            c = task.prune_config(base, folder, strategy, ratio, 1, 0)
+            result = finetune(c, untuned, args.curve_epochs, folder / "finetune")
+            out[strategy][str(target)] = {"gflops_ratio": count_gflops(pruned, SHAPE) / count_gflops(model, SHAPE),
+                                          "map50_95_pruned": task.score(pruned),
+                                          "map50_95": result.summary["map50_95"]}
+            print(f"curve {strategy} {target}: {out[strategy][str(target)]}", flush=True)
+    return out
+
+
+def plot_curve(path: Path, points: dict, baseline: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for strategy, label in (("gamma", "network slimming (global |gamma|)"), ("uniform", "uniform (filter L1)")):
+        pts = sorted((v["gflops_ratio"], v["map50_95"]) for v in points[strategy].values())
+        ax.plot(*zip(*pts), "o-", label=label)
+    ax.axhline(baseline, color="k", ls="--", lw=1, label="baseline")
+    ax.axhline(0.9 * baseline, color="grey", ls=":", lw=1, label="0.9 x baseline")
+    ax.set(xlabel="GFLOPs ratio at 384x640", ylabel="mAP50-95", title="Speed / accuracy after the same fine-tuning")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_task(name: str, args) -> dict:
+    root = args.out / name
+    root.mkdir(parents=True, exist_ok=True)
+    if name == "person":
+        data = person_data(root / "data")
+        task = Task(name, root, data, 320, 320, {})
+    else:
+        data = synthetic_data(root / "data", args.synthetic_images)
+        task = Task(name, root, data, 320, 960, {"slice": True})
+    (root / "data.yaml").write_text(Path(data).read_text().replace("path: .", f"path: {Path(data).parent.resolve()}"))
+    start = starting_weights(task, args)
+    start_map = task.score(load_model(start, "cpu", fuse=False)[0])
+    tuned = task.train(start, args.budget, root / "baseline_ft")
+    tuned_map = task.score(load_model(tuned.best, "cpu", fuse=False)[0])
+    base, base_map, base_epochs = (start, start_map, 0) if start_map >= tuned_map else (Path(tuned.best), tuned_map,
+                                                                                         args.budget)
+    print(f"{name}: start {start_map:.4f}, fine-tuned {tuned_map:.4f}; baseline {base}", flush=True)
+    runs = {s: strategy_run(task, base, s, args, base_map) for s in ("gamma", "uniform")}
+    lat = {k: onnx_latency(p, root / f"onnx_{k}", SHAPE, args.latency_iters)
+           for k, p in (("baseline", base), ("pruned", runs["gamma"]["weights"]))}
+    points = curve(task, base, args) if args.curve_epochs > 0 else {}
+    rel = lambda p: os.path.relpath(p, root)  # noqa: E731
+    summary = {
+        "task": name, "img": task.val_img, "train_img": task.img, "budget_epochs": args.budget,
+        "baseline_map50_95": base_map, "baseline_start_map50_95": start_map, "baseline_finetuned_map50_95": tuned_map,
+        "pruned_map50_95": runs["gamma"]["map50_95"], "uniform_map50_95": runs["uniform"]["map50_95"],
+        "gflops_ratio": runs["gamma"]["gflops_ratio"], "uniform_gflops_ratio": runs["uniform"]["gflops_ratio"],
+        "ort_latency_ratio": lat["pruned"] / lat["baseline"], "ort_latency_ms": lat,
+        "epochs_total": {"baseline": base_epochs, "pruned": runs["gamma"]["epochs"],
+                         "uniform": runs["uniform"]["epochs"]},
+        "baseline_weights": rel(base), "pruned_weights": rel(runs["gamma"]["weights"]),
+        "uniform_weights": rel(runs["uniform"]["weights"]),
+        "steps": {s: runs[s]["steps"] for s in runs}, "channel_ratio": {s: runs[s]["ratio"] for s in runs},
+        "curve": points, "target_gflops": args.target,
+    }
+    summary["meets_target"] = (summary["gflops_ratio"] <= 0.6 and summary["pruned_map50_95"] >= 0.9 * base_map
+                               and summary["ort_latency_ratio"] <= 0.7)
+    if points:
+        plot_curve(root / "curve.png", points, base_map)
+    (root / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("steps", "curve")}, indent=2), flush=True)
+    return summary
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--task", choices=["person", "synthetic", "both"], default="both")
+    p.add_argument("--budget", type=int, default=6, help="B: the baseline's fine-tuning epochs")
+    p.add_argument("--target", type=float, default=0.6, help="GFLOPs ratio the pruned models aim at")
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--step-epochs", type=int, default=2)
+    p.add_argument("--curve-epochs", type=int, default=3)
+    p.add_argument("--latency-iters", type=int, default=50)
+    p.add_argument("--synthetic-images", type=int, default=300)
+    p.add_argument("--synthetic-epochs", type=int, default=40, help="training of the synthetic starting weights")
+    args = p.parse_args()
+    for name in (("person", "synthetic") if args.task == "both" else (args.task,)):
+        run_task(name, args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
