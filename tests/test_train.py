@@ -353,3 +353,18 @@ def test_finetune_official_yolov5n_on_coco128(tmp_path, yolov5n_pt, coco128):
     )
     summary = train_mod.train(args)
     assert summary["map50_95"] >= 0.20, summary
+
+
+def test_swa_and_precise_bn_are_reported(tmp_path, tiny_synthetic):
+    """swa_epochs averages the last epochs and evaluates them; precise_bn_batches re-estimates BN before validation."""
+    from detect.train import fit
+
+    args = _args(tiny_synthetic, tmp_path / "avg", epochs=2, extra=["swa_epochs=2", "precise_bn_batches=2"])
+    config = train_mod.config_from_args(args)
+    config.quiet = True
+    result = fit(config)
+    rows = list(csv.DictReader(open(tmp_path / "avg" / "results.csv")))
+    assert [r["precise_bn"] for r in rows] == ["2", "2"]
+    assert rows[0]["swa/map50_95"] == "nan" and rows[1]["swa/map50_95"] not in ("", "nan")
+    state = load_checkpoint(result.last)["train"]
+    assert state["swa"]["n_averaged"].item() == 2  # the average travels in last.pt for --resume
