@@ -2,9 +2,10 @@
 
     python benchmarks/cpu_formats.py [--img 320] [--batch 16] [--steps 30] [--json OUT]
 
-1. Numerics: one forward/backward of yolov5n (the shared weights, else random) on a real batch
-   in NCHW and in NHWC: relative difference of the loss and of every gradient, and how many
-   convolutions receive an input that has lost the channels-last format.
+1. Numerics: one forward/backward of yolov5n (the shared weights, else random) on a real batch,
+   fp32 NCHW and fp32 NHWC each against an fp64 NCHW reference: relative error of the loss
+   and of every gradient; how many convolutions receive an input that lost the NHWC format;
+   and training-mode BatchNorm alone on inputs whose mean is 0/10/100/1000x their spread.
 2. Trajectory: ``--steps`` SGD steps on that fixed batch from identical weights in both formats;
    the weight distance after each step shows whether a tiny per-step difference is amplified
    (chaotic training dynamics) or starts large (a bug).
@@ -78,6 +79,40 @@ def loss_and_grads(model, x, labels, fmt):
     for h in hooks:
         h.remove()
     return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}, sum(lost), model
+
+
+def fp64_errors(model, x, labels) -> dict:
+    """Loss and gradient error of fp32 NCHW and fp32 NHWC against fp64 NCHW."""
+
+    def run(dtype, fmt):
+        m = copy.deepcopy(model).to(dtype).train().to(memory_format=fmt)
+        loss, _ = YOLOLoss(m.detect, load_hyp(), x.shape[-1])(m(x.to(dtype).contiguous(memory_format=fmt)),
+                                                              labels.to(dtype))
+        loss.backward()
+        return loss.item(), {n: p.grad.double() for n, p in m.named_parameters()}
+
+    l64, g64 = run(torch.float64, torch.contiguous_format)
+    out = {}
+    for name, fmt in (("fp32 NCHW", torch.contiguous_format), ("fp32 NHWC", torch.channels_last)):
+        loss, g = run(torch.float32, fmt)
+        rel = [float((g[n] - g64[n]).norm() / (g64[n].norm() + 1e-30)) for n in g64]
+        out[name] = {"loss_rel": abs(loss - l64) / abs(l64), "grad_rel_median": statistics.median(rel),
+                     "grad_rel_max": max(rel)}
+    return out
+
+
+def batchnorm_precision() -> dict:
+    """Training-mode BatchNorm2d output error vs fp64 by input mean/std ratio, NCHW and NHWC."""
+    torch.manual_seed(0)
+    out = {}
+    for ratio in (0, 10, 100, 1000):
+        x = torch.randn(16, 16, 80, 80) + ratio
+        bn = torch.nn.BatchNorm2d(16).train()
+        ref = copy.deepcopy(bn).double()(x.double())
+        out[str(ratio)] = {name: float((copy.deepcopy(bn)(x.contiguous(memory_format=fmt)).double() - ref).norm()
+                                       / ref.norm())
+                           for name, fmt in (("NCHW", torch.contiguous_format), ("NHWC", torch.channels_last))}
+    return out
 
 
 def trajectory(model, x, labels, steps: int) -> list[float]:
@@ -161,6 +196,8 @@ def main() -> int:
         "grad_rel_diff_max": rel[worst],
         "grad_rel_diff_worst_tensor": worst,
         "convs_receiving_non_channels_last_input": lost,
+        "vs_fp64": fp64_errors(model, x, labels),
+        "batchnorm_train_rel_error_by_mean_over_std": batchnorm_precision(),
         "weight_rel_distance_by_step": drift,
         "speed_ms": speed(model, x, labels, args.repeats, bf16),
         "img": args.img,

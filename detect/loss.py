@@ -72,9 +72,9 @@ class YOLOLoss:
         lcls = torch.zeros(1, device=device)
         tcls, tbox, indices, anchors = self.build_targets(preds, targets)
         for i, p in enumerate(preds):
-            p = p.float()
+            p = p if p.dtype == torch.float64 else p.float()  # fp32 at least (AMP); fp64 kept for reference checks
             b, a, gj, gi = indices[i]
-            tobj = torch.zeros(p.shape[:4], device=device)
+            tobj = torch.zeros(p.shape[:4], device=device, dtype=p.dtype)
             if len(b):
                 pxy, pwh, _, pcls = p[b, a, gj, gi].split((2, 2, 1, self.nc), 1)
                 pxy = pxy.sigmoid() * 2 - 0.5
@@ -85,7 +85,7 @@ class YOLOLoss:
                     reduction="none",
                 )
                 lbox += box_loss.mean()
-                tobj[b, a, gj, gi] = (1.0 - box_loss).detach().clamp(0)  # objectness target = CIoU
+                tobj[b, a, gj, gi] = (1.0 - box_loss).detach().clamp(0).to(p.dtype)  # objectness target = CIoU
                 if self.nc > 1:
                     t = torch.full_like(pcls, self.cn)
                     t[torch.arange(len(b), device=device), tcls[i]] = self.cp

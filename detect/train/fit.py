@@ -74,6 +74,10 @@ class Run:
     resumed: bool
 
     @property
+    def channels_last(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
     def main(self) -> bool:
         return self.rank == 0
 
@@ -127,9 +131,11 @@ def setup(config: TrainConfig, rank: int, world: int, device, hooks=(), callback
         model, source = build_model(saved["arch"]), f"resumed from {config.resume_from}"
     else:
         model, source = build_train_model(config, data.cfg.names)
-    # NHWC on GPUs and CPUs alike: 1.38x faster training steps on a 2-core AMD EPYC, and the NCHW/NHWC
-    # difference is rounding that training amplifies, not a bug (benchmarks/cpu_formats.py, docs/BENCHMARKS.md)
-    model.to(device, memory_format=torch.channels_last)
+    model.to(device)
+    if cuda:  # NHWC on GPUs only: on the CPU, training-mode BatchNorm over channels-last tensors is 60-100x
+        # less accurate than over NCHW (it changed the from-scratch trajectory), though 1.38x faster
+        # (benchmarks/cpu_formats.py, docs/BENCHMARKS.md). CPU inference is NHWC: eval-mode BN is exact.
+        model.to(memory_format=torch.channels_last)
     opt = build_optimization(config, model, data.batches, device)
     swa = SWA(model, config.hyp["swa_epochs"], config.epochs) if config.hyp["swa_epochs"] > 0 else None
     checkpointer = Checkpointer(config.out, data.cfg.names)
