@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from detect import cli
 from detect.boxes import PAD_VALUE, prepare_image
 from detect.data.dataset import load_image, to_tensor
 from detect.errors import UsageError, WeightsError
-from detect.outputs import ensure_writable, write_json
+from detect.outputs import ensure_writable, umask, write_json
 from detect.paths import shared_dir
 from detect.weights import load_model
 
@@ -148,9 +150,6 @@ def export(weights, out: Path, shape: tuple[int, int], batch: int = 1, dynamic: 
     if h % stride or w % stride:
         raise UsageError(f"--img {h} {w}: both sides must be multiples of the stride {stride}")
     fp32, fp16 = out / "model.onnx", out / "model_fp16.onnx"
-    export_onnx(model, fp32, (h, w), batch, dynamic, opset)
-    simplify(fp32)
-    to_fp16(fp32, fp16)
     meta = {
         "exporter": "deploy.export",
         "version": META_VERSION,
@@ -162,8 +161,18 @@ def export(weights, out: Path, shape: tuple[int, int], batch: int = 1, dynamic: 
         "output": "cx, cy, w, h (input pixels), objectness, class scores",
         "arch": ckpt["arch"].get("name", "custom"),
     }
-    for path, precision in ((fp32, "fp32"), (fp16, "fp16")):
-        write_metadata(path, {**meta, "precision": precision})
+    # Built in a private folder beside the outputs, then renamed into place: a reader never sees a
+    # half-written model.onnx, and a failed export leaves the previous files as they were.
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=out) as tmp:
+        t32, t16 = Path(tmp) / fp32.name, Path(tmp) / fp16.name
+        export_onnx(model, t32, (h, w), batch, dynamic, opset)
+        simplify(t32)
+        to_fp16(t32, t16)
+        for path, precision in ((t32, "fp32"), (t16, "fp16")):
+            write_metadata(path, {**meta, "precision": precision})
+            os.chmod(path, 0o666 & ~umask())
+        os.replace(t32, fp32)
+        os.replace(t16, fp16)
     return fp32, fp16, model, ckpt, meta
 
 

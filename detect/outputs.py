@@ -18,7 +18,8 @@ from pathlib import Path
 from detect.errors import OutputError
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process umask (set back at once: reading it means setting it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -52,7 +53,7 @@ def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except OSError as e:
         if tmp is not None:

@@ -264,3 +264,17 @@ def test_image_decoding_reads_any_name(tmp_path):
     path = Path(os.fsdecode(name))
     assert decode_image(path).shape == (10, 20, 3)
     assert "\\xff\\xfe" in safe_name(path)
+
+
+def test_exports_are_atomic_and_follow_the_umask(tmp_path):
+    from deploy.export import export
+
+    ckpt = tmp_path / "m.pt"
+    atomic_save(make_checkpoint(build_model(default_arch("yolov5n", nc=1)), ["a"]), ckpt)
+    old = os.umask(0o022)
+    try:
+        fp32, fp16, *_ = export(ckpt, tmp_path / "x", (64, 64))
+    finally:
+        os.umask(old)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (fp32, fp16)} == {0o644}
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["model.onnx", "model_fp16.onnx"]  # no temp left

@@ -114,4 +114,10 @@ def test_head_transfer_copies_rows_by_class_name():
         assert torch.equal(w_new[:, :5], w_old[:, :5])  # box + objectness
         assert torch.equal(w_new[:, 5], w_old[:, 5 + 2]) and torch.equal(w_new[:, 6], w_old[:, 5 + 0])
     assert head_class_map(["a", "b"], ["a", "b"]) is None  # identical: plain loading
-    assert head_class_map(["a", "b"], ["a", "zebra"]) is None  # unknown class: fresh head
+    assert head_class_map(["a", "b"], ["zebra", "A"]) == [-1, 0]  # unknown class: a fresh row, the rest kept
+    fresh = build_model(default_arch("yolov5n", nc=2))
+    before = fresh.detect.m[0].weight.detach().clone().view(3, 7, -1)
+    transfer_head(fresh, src, [-1, 1], old_nc=3)
+    after, w_old = fresh.detect.m[0].weight.view(3, 7, -1), src["model.24.m.0.weight"].view(3, 8, -1)
+    assert torch.equal(after[:, :5], w_old[:, :5]) and torch.equal(after[:, 6], w_old[:, 5 + 1])
+    assert torch.equal(after[:, 5], before[:, 5])  # "zebra" keeps its fresh initialisation

@@ -107,21 +107,21 @@ def build_train_model(config: TrainConfig, names: list[str]) -> tuple[YOLOv5, st
     note = f"{len(fit)}/{len(own)} tensors from {config.weights}"
     if mapping is not None:
         rows = transfer_head(model, src, mapping, len(init["names"]))
-        note += f"; head rows of {len(names)} class(es) kept from the weights by name ({rows} tensors)"
+        kept = sum(j >= 0 for j in mapping)
+        note += (f"; output layers: box and objectness rows kept, class rows kept by name for {kept} of "
+                 f"{len(names)} classes ({rows} tensors)")
     return model, note
 
 
 def head_class_map(old: list[str], new: list[str]) -> list[int] | None:
-    """For each new class, the index of the same name (case-insensitive) among the weights' classes.
+    """For each new class, the index of the same name (case-insensitive) among the weights' classes, -1 if none.
 
-    None when the names are identical (plain loading is right) or any new class is unknown.
+    None when the names are identical (plain loading is right) or the weights carry no names.
     """
     if not old or [n.lower() for n in old] == [n.lower() for n in new]:
         return None
     index = {n.lower(): i for i, n in enumerate(old)}
-    if any(n.lower() not in index for n in new):
-        return None
-    return [index[n.lower()] for n in new]
+    return [index.get(n.lower(), -1) for n in new]
 
 
 def head_prefix(model: YOLOv5) -> str:
@@ -131,11 +131,14 @@ def head_prefix(model: YOLOv5) -> str:
 
 @torch.no_grad()
 def transfer_head(model: YOLOv5, src: dict, mapping: list[int], old_nc: int) -> int:
-    """Copy the box, objectness and mapped class rows of each output convolution; returns tensors copied."""
+    """Copy each output convolution's box and objectness rows (class-agnostic: where and how likely an
+    object is) and the rows of classes found by name; other class rows keep their fresh initialisation.
+    Returns the number of tensors copied."""
     det, prefix = model.detect, head_prefix(model)
     old_no, new_no, copied = old_nc + 5, det.no, 0
-    rows_old = [a * old_no + k for a in range(det.na) for k in [*range(5), *(5 + j for j in mapping)]]
-    rows_new = [a * new_no + k for a in range(det.na) for k in range(new_no)]
+    pairs = [(k, k) for k in range(5)] + [(5 + j, 5 + i) for i, j in enumerate(mapping) if j >= 0]
+    rows_old = [a * old_no + o for a in range(det.na) for o, _ in pairs]
+    rows_new = [a * new_no + n for a in range(det.na) for _, n in pairs]
     for i, conv in enumerate(det.m):
         for name in ("weight", "bias"):
             old = src.get(f"{prefix}{i}.{name}")
