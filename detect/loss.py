@@ -21,7 +21,9 @@ def distillation_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], 
     Both lists are raw per-level maps (b, na, h, w, 5 + nc) of networks with the same head layout.
     YOLO's classes are independent sigmoids, so each class is matched on its own (a softmax KL over
     classes is identically zero for a one-class task and ignores co-occurring labels). The box term
-    compares the decoded-scale sigmoid outputs the Detect layer turns into boxes.
+    compares the decoded-scale sigmoid outputs the Detect layer turns into boxes. At the default gains
+    each term's gradient is of the order of the detection loss's (measured on yolov5n: obj 2.8, cls 1.5,
+    box 3.4 against 3.4), so a model distilled from itself stays where it is.
     """
     temp = hyp["distill_temperature"]
     obj_sum = cls_sum = box_sum = torch.zeros((), device=student[0].device)
@@ -30,9 +32,10 @@ def distillation_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], 
         t_obj = t[..., 4].sigmoid()
         obj_sum = obj_sum + F.binary_cross_entropy_with_logits(s[..., 4], t_obj)
         weight = t_obj / t_obj.sum().clamp(min=1e-6)
-        if s.shape[-1] > 5:
+        if s.shape[-1] > 5:  # mean over classes, as the detection loss's class term: a sum over 12 classes
+            # times T^2 gave 20x the detection loss's gradient and wrecked a model distilled from itself
             cls = F.binary_cross_entropy_with_logits(s[..., 5:] / temp, (t[..., 5:] / temp).sigmoid(), reduction="none")
-            cls_sum = cls_sum + (cls.sum(-1) * weight).sum() * temp**2
+            cls_sum = cls_sum + (cls.mean(-1) * weight).sum()
         box = (s[..., :4].sigmoid() - t[..., :4].sigmoid()).pow(2).sum(-1)
         box_sum = box_sum + (box * weight).sum()
     return hyp["distill_cls"] * cls_sum + hyp["distill_obj"] * obj_sum + hyp["distill_box"] * box_sum

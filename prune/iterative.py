@@ -55,8 +55,9 @@ def run_steps(model, names: list[str], config, evaluate, calib_for, finetune) ->
         print(f"step {k}/{config.steps}: GFLOPs {rec.gflops_ratio:.2f}x; mAP50-95 {start:.4f} -> {after:.4f} "
               f"after pruning -> {recovered:.4f} after recovery")
         if config.max_drop is not None and start - recovered > config.max_drop:
+            kept = f"step {k - 1}'s model" if k > 1 else "the unpruned model"
             stopped = (f"step {k} fell {start - recovered:.4f} below the start ({start:.4f}), more than --max-drop "
-                       f"{config.max_drop}; kept step {k - 1}'s model ({current_path})")
+                       f"{config.max_drop}; kept {kept} ({current_path})")
             print(f"stopping: {stopped}")
             records.append(rec)
             break
