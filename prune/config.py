@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=1, help="reach --ratio in this many equal geometric steps")
     p.add_argument("--step-epochs", type=int, default=0, help="recovery epochs after each step")
     p.add_argument("--max-drop", type=float, default=None,
-                   help="stop, keeping the last good model, when mAP50-95 falls more than this below the start")
+                   help="with --steps > 1: stop, keeping the last good model, when mAP50-95 after a step's recovery "
+                   "falls more than this below the start")
     p.add_argument("--min-keep", type=float, default=0.1, help="never keep fewer than this share of a layer")
     p.add_argument("--round-to", type=int, default=8, help="round kept channels up to a multiple (1 = off)")
     p.add_argument("--calib-images", type=int, default=32,

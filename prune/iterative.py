@@ -3,7 +3,8 @@
 Step k removes ``1 - (1 - R)^(1/K)`` of the remaining prunable channels, so K steps remove R in
 all. After each step the pruned model is evaluated, recovered for ``step_epochs`` (distilled
 from the *unpruned* model with ``--distill``) and evaluated again; when mAP50-95 falls more
-than ``max_drop`` below the start, the loop stops and keeps the last good model. Works from
+than ``max_drop`` below the start, the loop stops and keeps the last good model (between steps only:
+a single step's recovery is the final fine-tuning). Works from
 weights that were never sparsity-trained (Torch-Pruning's YOLOv8 recipe does the same).
 """
 
@@ -54,7 +55,7 @@ def run_steps(model, names: list[str], config, evaluate, calib_for, finetune) ->
                          str(path))
         print(f"step {k}/{config.steps}: GFLOPs {rec.gflops_ratio:.2f}x; mAP50-95 {start:.4f} -> {after:.4f} "
               f"after pruning -> {recovered:.4f} after recovery")
-        if config.max_drop is not None and start - recovered > config.max_drop:
+        if config.max_drop is not None and config.steps > 1 and start - recovered > config.max_drop:
             kept = f"step {k - 1}'s model" if k > 1 else "the unpruned model"
             stopped = (f"step {k} fell {start - recovered:.4f} below the start ({start:.4f}), more than --max-drop "
                        f"{config.max_drop}; kept {kept} ({current_path})")
