@@ -180,3 +180,19 @@ def test_cpu_ddp_uses_gloo_with_a_long_timeout():
 
     assert PROCESS_GROUP_TIMEOUT.total_seconds() >= 3600
     assert torch.distributed.is_gloo_available()
+
+
+def test_validation_workers_survive_a_group_sigterm(tiny_synthetic):
+    """A signal to the process group during validation must not kill its data workers (the main process
+    honours the stop at the next step); they used to die and take the run down with a traceback."""
+    from detect.data.config import load_data_config
+    from detect.data.dataset import EvalDataset
+    from detect.data.labels import scan_split
+
+    samples, _ = scan_split(load_data_config(tiny_synthetic), "train", progress=False)
+    it = iter(EvalDataset(samples, 64, 1).loader(2))
+    next(it)
+    for worker in it._workers:
+        os.kill(worker.pid, signal.SIGTERM)
+    time.sleep(0.5)
+    assert len(list(it)) == len(samples) - 1

@@ -25,6 +25,17 @@ def load_image(path: str | Path) -> np.ndarray:
     return decode_image(path)
 
 
+def init_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn`` for every loader: workers ignore SIGINT/SIGTERM (the main process
+    decides when they end, so a signal to the whole process group cannot kill them mid-batch and
+    crash the main one), and OpenCV runs single-threaded in them (its pool would fight the model's)."""
+    import signal
+
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+    cv2.setNumThreads(0)
+
+
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """HWC BGR uint8 -> CHW RGB uint8 tensor (contiguous)."""
     return torch.from_numpy(np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1)))
@@ -70,4 +81,5 @@ class EvalDataset(Dataset):
             num_workers=workers,
             collate_fn=self.collate,
             persistent_workers=False,
+            worker_init_fn=init_worker,
         )

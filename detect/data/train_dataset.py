@@ -28,11 +28,6 @@ def _xyxy_pixels(sample: Sample, h: int, w: int) -> np.ndarray:
                      (b[:, 0] + b[:, 2] / 2) * w, (b[:, 1] + b[:, 3] / 2) * h], 1).reshape(-1, 4)
 
 
-def _quiet_opencv(_worker_id: int) -> None:
-    """OpenCV's own thread pool in every data worker would compete with the training threads."""
-    cv2.setNumThreads(0)
-
-
 class TrainDataset(Dataset):
     """Items: (image CHW uint8 RGB, labels (n, 6) = 0, class, cx, cy, w, h normalised).
 

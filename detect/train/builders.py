@@ -15,13 +15,13 @@ import yaml
 from torch.utils.data import DataLoader
 
 from detect.data.config import DataConfig, load_data_config
+from detect.data.dataset import init_worker
 from detect.data.labels import Sample, scan_split
 from detect.data.train_dataset import EpochSampler, TrainDataset, class_balanced_weights
 from detect.errors import UsageError
 from detect.model import YOLOv5, build_model, default_arch, parse_model_name
 from detect.optim import ModelEMA, build_optimizer, lr_lambda
 from detect.train.config import TrainConfig
-from detect.train.faults import ignore_stop_signals
 from detect.weights import load_checkpoint
 
 
@@ -60,7 +60,7 @@ def build_data(config: TrainConfig, rank: int, world: int, pin_memory: bool, pro
     sampler = EpochSampler(len(dataset), rank, world, config.seed, weights)
     batch = config.batch // world
     kw = dict(batch_size=batch, sampler=sampler, num_workers=config.workers, collate_fn=TrainDataset.collate,
-              pin_memory=pin_memory, drop_last=False, worker_init_fn=ignore_stop_signals)
+              pin_memory=pin_memory, drop_last=False, worker_init_fn=init_worker)
     if config.workers > 0:  # epochs travel in the sampler's keys, so workers persist
         kw.update(persistent_workers=True, prefetch_factor=2)
     loader = DataLoader(dataset, **kw)

@@ -7,7 +7,7 @@ releases it when the owner dies, so a stale file is taken over with a warning.
 ``SignalStop``: SIGINT/SIGTERM set a flag; the loop saves last.pt at the next optimiser step and
 ``fit`` reports the signal, so the CLI exits 130/143 and a scheduler sees the interruption. The
 previous handlers come back when the context exits. Data-loading workers ignore both signals
-(``ignore_stop_signals``), so a signal sent to the whole process group (``kill -- -PGID``,
+(``detect.data.dataset.init_worker``, training and validation loaders alike), so a signal sent to the whole process group (``kill -- -PGID``,
 ``scancel``, systemd) leaves them alive for the main process to save and shut them down.
 """
 
@@ -83,12 +83,3 @@ class SignalStop:
             "(send it again to abort without saving)",
             file=sys.stderr,
         )
-
-
-def ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: the main process decides when workers end; OpenCV single-threaded."""
-    import cv2
-
-    for s in STOP_SIGNALS:
-        signal.signal(s, signal.SIG_IGN)
-    cv2.setNumThreads(0)
