@@ -52,15 +52,16 @@ def evaluate(model, samples, names, img: int, batch: int, workers: int, device="
 def finetune(c: PruneConfig, checkpoint: Path, epochs: int, out: Path, share: float | None = None) -> FitResult:
     """Recovery training of a pruned checkpoint through ``fit`` (distilled from the unpruned one with --distill).
 
-    After a small step (<= 10% of the channels) the run needs no warmup: the weights are already trained.
+    Its warmup is 10% of its epochs at most, and none after a small step (<= 10% of the channels): the
+    weights are already trained.
     """
     overrides = parse_overrides(c.set)
-    if share is not None and share <= 0.1 and "warmup_epochs" not in overrides:
-        overrides["warmup_epochs"] = 0.0
+    hyp = load_hyp(c.hyp, overrides)
+    if "warmup_epochs" not in overrides:  # the warmup scales with the recovery: 10% of it, none after a small step
+        hyp["warmup_epochs"] = 0.0 if share is not None and share <= 0.1 else min(hyp["warmup_epochs"], 0.1 * epochs)
     config = TrainConfig(data=c.data, out=out, model=str(checkpoint), weights=str(checkpoint),
                          teacher=str(c.weights) if c.distill else None, img=c.img, val_img=c.val_img, epochs=epochs,
-                         batch=c.batch,
-                         hyp=load_hyp(c.hyp, overrides), device=c.device, workers=c.workers, quiet=True)
+                         batch=c.batch, hyp=hyp, device=c.device, workers=c.workers, quiet=True)
     result = fit(config)
     if result.stopped:
         raise Stopped(result.stopped)

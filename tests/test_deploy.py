@@ -68,7 +68,7 @@ def test_nms_graph_matches_our_nms_on_demo_photos(exported):
     from detect.data.dataset import load_image, to_tensor
     from tests.conftest import shared_path
 
-    torch_backend = TorchBackend(REPO.parent / "shared/weights/yolov5n.pt", torch.device("cpu"))
+    torch_backend = TorchBackend(shared_path("weights/yolov5n.pt"), torch.device("cpu"))
     sess = ort.InferenceSession(str(exported / "model_nms.onnx"), providers=["CPUExecutionProvider"])
     for photo in ("bus.jpg", "zidane.jpg"):
         net, _ = prepare_image(load_image(shared_path(f"images/{photo}")), 640, 32, shape=(384, 640))

@@ -91,11 +91,12 @@ def test_hooks_order_and_linear_sparsity_schedule():
     assert ChannelSparsity(0.01, "linear").current(0.75) == pytest.approx(0.0025)
 
 
-def test_warmup_never_exceeds_its_share_of_the_run():
+def test_warmup_floor_never_exceeds_its_share_of_the_run():
     hyp = load_hyp()
     assert warmup_iterations(hyp, batches=1000, epochs=300)[0] == 3000  # YOLOv5's 3 epochs, untouched
-    iters, note = warmup_iterations(hyp, batches=8, epochs=10)  # 80 iterations: 100 would be all of it
-    assert iters == 8 and "capped at 10%" in note
+    assert warmup_iterations(hyp, batches=10, epochs=3)[0] == 30  # warmup_epochs as given, no floor
+    iters, note = warmup_iterations({**hyp, "warmup_epochs": 0.5}, batches=8, epochs=10)  # the floor of 100
+    assert iters == 8 and "capped at 10%" in note  # would be all 80 iterations of the run
 
 
 def test_head_transfer_copies_rows_by_class_name():

@@ -170,14 +170,18 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
 
 
 def warmup_iterations(hyp: dict, batches: int, epochs: int) -> tuple[int, str]:
-    """YOLOv5's warmup (``warmup_epochs``, at least 100 iterations), capped at ``warmup_max_share`` of the run."""
+    """YOLOv5's warmup: ``warmup_epochs`` of iterations, raised to a floor of 100 iterations — but the
+    floor never beyond ``warmup_max_share`` of the run (it made short fine-tunes warmup from end to end)."""
     if hyp["warmup_epochs"] <= 0:
         return 0, "no warmup"
-    wanted = max(round(hyp["warmup_epochs"] * batches), 100)
-    cap = int(hyp["warmup_max_share"] * batches * epochs)
-    if wanted <= cap:
-        return wanted, f"warmup {wanted} iterations"
-    return cap, f"warmup {cap} iterations (capped at {hyp['warmup_max_share']:.0%} of the run's {batches * epochs})"
+    total = batches * epochs
+    by_epochs = round(hyp["warmup_epochs"] * batches)
+    floor = min(100, int(hyp["warmup_max_share"] * total))
+    iters = max(by_epochs, floor)
+    if iters == by_epochs or floor == 100:
+        return iters, f"warmup {iters} iterations ({iters / total:.0%} of the run)"
+    return iters, (f"warmup {iters} iterations (the 100-iteration floor capped at {hyp['warmup_max_share']:.0%} "
+                   f"of the run's {total})")
 
 
 def build_optimization(config: TrainConfig, model: YOLOv5, batches: int, device: torch.device) -> Optimization:
