@@ -22,9 +22,13 @@ EPOCHS ?= 10
 INIT ?= $(if $(wildcard $(SHARED)/weights/yolov5n.pt),$(SHARED)/weights/yolov5n.pt,)
 HYP ?= configs/hyp/default.yaml
 SET ?=
-# pruning
+# pruning: the defaults are the setting measured to keep accuracy (docs/BENCHMARKS.md): uniform 10%
+# with distilled recovery; larger RATIO needs slack (sparsity training, more data, more epochs)
 SPARSITY ?= 0.001
-RATIO ?= 0.5
+SPARSITY_MODE ?= channel
+RATIO ?= 0.1
+STEPS ?= 1
+STEP_EPOCHS ?= 2
 FT_EPOCHS ?= 5
 FT_HYP ?= configs/hyp/finetune.yaml
 # the sparse run's last.pt (its sparsest weights; best.pt is usually an early, less sparse epoch)
@@ -63,11 +67,13 @@ train: data  ## train MODEL on DATA at TRAIN_IMG for EPOCHS from INIT ('' = scra
 
 train-sparse: data  ## as train, plus L1 sparsity SPARSITY on BatchNorm gamma (for prune); OUT/train-sparse
 	$(PY) -m detect.train --data $(DATA) --model $(MODEL) --weights "$(INIT)" --img $(TRAIN_IMG) --epochs $(EPOCHS) \
-	  --batch $(BATCH) --hyp $(HYP) --device $(DEVICE) --out $(OUT)/train-sparse --set sparsity=$(SPARSITY) $(SET)
+	  --batch $(BATCH) --hyp $(HYP) --device $(DEVICE) --out $(OUT)/train-sparse \
+	  --set sparsity=$(SPARSITY) sparsity_mode=$(SPARSITY_MODE) $(SET)
 
-prune: data  ## prune PRUNE_WEIGHTS (default: the sparse or plain train run) by RATIO, fine-tune FT_EPOCHS; OUT/prune
+prune: data  ## prune PRUNE_WEIGHTS by RATIO (STRATEGY uniform|gamma, STEPS), distilled recovery; OUT/prune
 	@test -n "$(PRUNE_WEIGHTS)" || { echo "prune: no trained weights: run make train-sparse (or make train) first, or set PRUNE_WEIGHTS"; exit 2; }
-	$(PY) -m prune --weights $(PRUNE_WEIGHTS) --data $(DATA) --ratio $(RATIO) --finetune-epochs $(FT_EPOCHS) \
+	$(PY) -m prune --weights $(PRUNE_WEIGHTS) --data $(DATA) --ratio $(RATIO) --steps $(STEPS) \
+	  --step-epochs $(STEP_EPOCHS) --finetune-epochs $(FT_EPOCHS) --distill $(if $(STRATEGY),--strategy $(STRATEGY)) \
 	  --img $(TRAIN_IMG) --batch $(BATCH) --device $(DEVICE) --hyp $(FT_HYP) --out $(OUT)/prune
 
 val: data  ## COCO mAP of WEIGHTS on DATA (val split)

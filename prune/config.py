@@ -19,7 +19,7 @@ class PruneConfig:
     out: Path
     ratio: float | None = None  # share of prunable channels removed in all
     threshold: float | None = None  # or: remove channels whose |gamma| is at or below this (one step)
-    strategy: str = "gamma"
+    strategy: str | None = None  # None: uniform (it won the proof, docs/BENCHMARKS.md), gamma with --threshold
     steps: int = 1
     step_epochs: int = 0  # recovery epochs after each step (through fit)
     max_drop: float | None = None  # stop when mAP50-95 falls more than this below the start
@@ -42,6 +42,7 @@ class PruneConfig:
 
     def __post_init__(self):
         self.weights, self.out = Path(self.weights), Path(self.out)
+        self.strategy = self.strategy or ("gamma" if self.threshold is not None else "uniform")
         self.report_shape = tuple(self.report_shape)
         check(self)
 
@@ -53,6 +54,8 @@ def check(c: PruneConfig) -> None:
         raise UsageError(f"--ratio must be in (0, 1), got {c.ratio}")
     if not 0 <= c.min_keep <= 1:
         raise UsageError(f"--min-keep must be in [0, 1], got {c.min_keep}")
+    if c.threshold is not None and c.strategy != "gamma":
+        raise UsageError("--threshold is a |gamma| threshold: use it with --strategy gamma")
     if c.strategy not in STRATEGIES:
         raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {c.strategy!r}")
     if c.steps > 1 and c.ratio is None:
@@ -84,9 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--ratio", type=float, help="share of prunable channels to remove in all, in (0, 1)")
     g.add_argument("--threshold", type=float, help="remove channels whose |gamma| is at or below this")
-    p.add_argument("--strategy", choices=STRATEGIES, default="gamma",
-                   help="gamma: one global |gamma| threshold (network slimming); uniform: the same share of "
-                   "every layer by filter L1 norm (the control)")
+    p.add_argument("--strategy", choices=STRATEGIES, default=None,
+                   help="uniform: the same share of every layer by filter L1 norm (the default: it beat gamma in "
+                   "docs/BENCHMARKS.md); gamma: one global |gamma| threshold (network slimming, for sparsity-trained "
+                   "weights)")
     p.add_argument("--steps", type=int, default=1, help="reach --ratio in this many equal geometric steps")
     p.add_argument("--step-epochs", type=int, default=0, help="recovery epochs after each step")
     p.add_argument("--max-drop", type=float, default=None,

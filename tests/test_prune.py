@@ -124,6 +124,8 @@ def test_cli_end_to_end_and_bad_input(tmp_path, tiny_synthetic):
         str(tiny_synthetic),
         "--ratio",
         "0.3",
+        "--strategy",
+        "gamma",
         "--img",
         "64",
         "--batch",
