@@ -176,6 +176,16 @@ def export(weights, out: Path, shape: tuple[int, int], batch: int = 1, dynamic: 
     return fp32, fp16, model, ckpt, meta
 
 
+def check_args(args) -> None:
+    """Out-of-range numbers: one line and exit 2, before the model is loaded."""
+    cli.check_img(*args.img)
+    cli.check_range("--batch", args.batch, 1)
+    cli.check_range("--dynamic-batch", args.dynamic_batch, 0)
+    cli.check_range("--conf", args.conf, 0, 1)
+    cli.check_range("--iou", args.iou, 0, 1, low_open=True)
+    cli.check_range("--max-det", args.max_det, 1)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m deploy.export",
@@ -198,13 +208,8 @@ def main(argv=None) -> int:
     p.add_argument("--triton", type=Path, default=None, help="also write a Triton model repository here")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
+    check_args(args)
     h, w = args.img
-    cli.check_img(h, w)
-    cli.check_range("--batch", args.batch, 1)
-    cli.check_range("--dynamic-batch", args.dynamic_batch, 0)
-    cli.check_range("--conf", args.conf, 0, 1)
-    cli.check_range("--iou", args.iou, 0, 1, low_open=True)
-    cli.check_range("--max-det", args.max_det, 1)
     fp32, fp16, model, ckpt, meta = export(args.weights, args.out, (h, w), args.dynamic_batch or args.batch,
                                            bool(args.dynamic_batch), args.opset)
     stride, batch = meta["stride"], meta["max_batch"]
