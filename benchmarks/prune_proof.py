@@ -120,7 +120,7 @@ def starting_weights(task: Task, args) -> Path:
     return path
 
 
-def strategy_run(task: Task, base: Path, strategy: str, args, teacher_map: float) -> dict:
+def strategy_run(task: Task, base: Path, strategy: str, args) -> dict:
     """Iterative pruning to the GFLOPs target, then fine-tuning, within 1.5 B epochs in all."""
     model, _ = load_model(base, "cpu", fuse=False)
     ratio = ratio_for_gflops(model, strategy, args.target, SHAPE, round_to=8)
@@ -198,7 +198,7 @@ def run_task(name: str, args) -> dict:
     base, base_map, base_epochs = (start, start_map, 0) if start_map >= tuned_map else (Path(tuned.best), tuned_map,
                                                                                          args.budget)
     print(f"{name}: start {start_map:.4f}, fine-tuned {tuned_map:.4f}; baseline {base}", flush=True)
-    runs = {s: strategy_run(task, base, s, args, base_map) for s in ("gamma", "uniform")}
+    runs = {s: strategy_run(task, base, s, args) for s in ("gamma", "uniform")}
     lat = {k: onnx_latency(p, root / f"onnx_{k}", SHAPE, args.latency_iters)
            for k, p in (("baseline", base), ("pruned", runs["gamma"]["weights"]))}
     points = curve(task, base, args) if args.curve_epochs > 0 else {}

@@ -27,7 +27,7 @@ from detect.train.engine import evaluate as evaluate_model
 from detect.weights import build_from_checkpoint, load_checkpoint
 from prune import sensitivity
 from prune.config import PruneConfig
-from prune.iterative import reload, run_steps
+from prune.iterative import layer_table, reload, run_steps
 from prune.report import plots, write_markdown
 from prune.select import looks_sparsity_trained
 from prune.surgery import prunable_bn_gammas
@@ -145,8 +145,6 @@ def run(c: PruneConfig) -> dict:
 
 
 def _report(c: PruneConfig, model, pruned, before, after, tuned, gsum, ckpt, steps, stopped, calib) -> dict:
-    from prune.iterative import layer_table
-
     shape = c.report_shape
     return {
         "weights": str(c.weights), "data": str(c.data), "strategy": c.strategy, "ratio": c.ratio,

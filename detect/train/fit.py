@@ -44,6 +44,7 @@ from detect.train.hooks import default_hooks
 from detect.train.state import Checkpointer, TrainState
 from detect.train.step import TrainStep
 from detect.train.swa import SWA
+from detect.weights import load_checkpoint
 
 
 @dataclass
@@ -125,7 +126,7 @@ def setup(config: TrainConfig, rank: int, world: int, device, hooks=(), callback
         torch.backends.cudnn.benchmark = True
     _seed_all(config.seed + rank)
     data = build_data(config, rank, world, pin_memory=cuda, progress=main and not config.quiet)
-    saved = Checkpointer.read(config.resume_from) if config.resume_from else None
+    saved = load_checkpoint(config.resume_from) if config.resume_from else None
     if saved is not None:
         _check_resumable(saved, config.resume_from)
         model, source = build_model(saved["arch"]), f"resumed from {config.resume_from}"
@@ -141,7 +142,7 @@ def setup(config: TrainConfig, rank: int, world: int, device, hooks=(), callback
     checkpointer = Checkpointer(config.out, data.cfg.names)
     state = TrainState(gamma_start=bn_gamma_summary(model))
     if saved is not None:
-        state = Checkpointer.restore(saved, model, opt.ema, train_objects(opt, swa), device)
+        state = Checkpointer.restore(saved, model, opt.ema, train_objects(opt, swa))
         state.gamma_start = state.gamma_start or bn_gamma_summary(model)
     net = _wrap_distributed(model, config, world, device)
     teacher = _load_teacher(config, model, device)

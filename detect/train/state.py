@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from detect.optim import bn_gamma_summary
-from detect.weights import atomic_save, load_checkpoint, make_checkpoint
+from detect.weights import atomic_save, make_checkpoint
 
 
 @dataclass
@@ -86,11 +86,7 @@ class Checkpointer:
         return {"start": state.gamma_start, "now": bn_gamma_summary(ema.module), "sparsity": hyp["sparsity"]}
 
     @staticmethod
-    def read(last: Path) -> dict:
-        return load_checkpoint(last)
-
-    @staticmethod
-    def restore(ckpt: dict, model, ema, objects: dict, device) -> TrainState:
+    def restore(ckpt: dict, model, ema, objects: dict) -> TrainState:
         """Load a last.pt into freshly built objects; returns the state to continue from."""
         tr = ckpt["train"]
         model.load_state_dict(ckpt["model"])
