@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 from pathlib import Path
 
-
-def _table(rows: list[list], head: list[str]) -> str:
-    h = "".join(f"<th>{html.escape(str(c))}</th>" for c in head)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{h}</tr>{body}</table>"
+from detect.htmldoc import embed_image, page, table
 
 
 def _md_table(rows: list[list], head: list[str]) -> str:
@@ -94,23 +89,16 @@ def sections(summary: dict) -> list[tuple[str, list[str], list[list], list[str]]
 
 
 def write_reports(summary: dict, out: Path) -> None:
-    parts = sections(summary)
-    css = (
-        "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}table{border-collapse:collapse;"
-        "margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;font-size:13px}img{max-width:48%;margin:4px}"
-    )
-    body = [f"<h1>Dataset analysis: {html.escape(summary['data'])}</h1>"]
+    body = []
     md = [f"# Dataset analysis: {summary['data']}", ""]
-    for title, head, rows, plots in parts:
-        body.append(f"<h2>{html.escape(title)}</h2>" + _table(rows, head))
+    for title, head, rows, plots in sections(summary):
+        body.append(f"<h2>{html.escape(title)}</h2>" + table(rows, head))
         md += [f"## {title}", "", _md_table(rows, head), ""]
         for p in plots:
-            data = base64.b64encode((out / p).read_bytes()).decode()
-            body.append(f'<img alt="{html.escape(p)}" src="data:image/png;base64,{data}">')
+            body.append(embed_image(out / p))
             md.append(f"![{p}]({p})")
         md.append("")
-    doc = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Dataset analysis</title><style>{css}</style></head>"
-    (out / "report.html").write_text(doc + "<body>" + "\n".join(body) + "</body></html>")
+    (out / "report.html").write_text(page(f"Dataset analysis: {summary['data']}", body))
     (out / "report.md").write_text("\n".join(md))
 
 

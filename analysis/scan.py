@@ -16,6 +16,7 @@ import pandas as pd
 from detect.data.config import DataConfig, DataError, yolo_label_path
 from detect.data.images import safe_name
 from detect.data.labels import LabelReport, scan_split
+from detect.data.meta import read_meta
 
 
 @dataclass
@@ -99,29 +100,10 @@ def _orphan_labels(cfg: DataConfig, split: str) -> list[str]:
 
 
 def _join_meta(images: pd.DataFrame, meta: Path, root: Path) -> pd.DataFrame:
-    """Attach the columns of a CSV whose first column names the image (relative path or file name)."""
-    if not meta.is_file():
-        raise DataError(f"{meta}: no such metadata CSV")
-    table = pd.read_csv(meta)
-    if table.empty or table.shape[1] < 2:
-        raise DataError(f"{meta}: expected a header row and at least two columns (image, attribute...)")
-    key = table.columns[0]
-    names = table[key].astype(str)
-    by_rel = dict(zip(names, range(len(table))))
-    by_base = dict(zip(names.map(lambda s: Path(s).name), range(len(table))))
-    rows = []
-    for p in images["path"]:
-        path = Path(p)
-        try:
-            rel = str(path.relative_to(root))
-        except ValueError:
-            rel = path.name
-        rows.append(by_rel.get(rel, by_base.get(path.name, -1)))
-    rows = np.array(rows)
-    attrs = table.drop(columns=[key]).drop(columns=[c for c in table.columns if c in images.columns], errors="ignore")
-    joined = attrs.iloc[np.clip(rows, 0, None)].reset_index(drop=True)
-    joined[rows < 0] = None
-    out = pd.concat([images, joined], axis=1)
-    out.attrs["meta_unmatched"] = int((rows < 0).sum())
+    """Attach the columns of a CSV whose first column names the image (``detect.data.meta``)."""
+    attrs = read_meta(meta, list(images["path"]), root)
+    attrs = attrs.drop(columns=[c for c in attrs.columns if c in images.columns])
+    out = pd.concat([images, attrs], axis=1)
+    out.attrs["meta_unmatched"] = attrs.attrs["unmatched"]
     out.attrs["meta_columns"] = list(attrs.columns)
     return out

@@ -1,7 +1,8 @@
 """Geometry shared by every stage: letterbox and its exact inverse, rectangular shapes, NMS.
 
 Images go to the network in two steps, as in the official YOLOv5 evaluation: the long side
-is resized to ``img_size`` (area interpolation when shrinking), then the result is padded
+is resized to ``img_size`` (area interpolation when shrinking, as official val.py; bilinear
+always, as official detect.py, with ``interpolation="linear"``), then the result is padded
 with grey (114) to a stride-aligned shape. A 1080x1920 image at img 640 becomes 360x640,
 padded to 384x640. ``Letterbox`` records the scale and offsets so boxes map back exactly.
 """
@@ -48,13 +49,19 @@ class Letterbox:
         return out
 
 
-def resize_long_side(img: np.ndarray, img_size: int) -> np.ndarray:
-    """Resize so the long side is ``img_size``: area interpolation down, bilinear up."""
+INTERPOLATIONS = ("area", "linear")
+
+
+def resize_long_side(img: np.ndarray, img_size: int, interpolation: str = "area") -> np.ndarray:
+    """Resize so the long side is ``img_size``: ``area`` shrinks with area interpolation and grows
+    bilinearly (official val.py), ``linear`` is bilinear both ways (official detect.py)."""
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
     h, w = img.shape[:2]
     rh, rw = resized_shape(h, w, img_size)
     if (rh, rw) == (h, w):
         return img
-    interp = cv2.INTER_AREA if rh < h else cv2.INTER_LINEAR
+    interp = cv2.INTER_AREA if rh < h and interpolation == "area" else cv2.INTER_LINEAR
     return cv2.resize(img, (rw, rh), interpolation=interp)
 
 
@@ -82,10 +89,12 @@ def letterbox(
     return img, Letterbox(gain=(nw / w0, nh / h0), pad=(left, top), orig_shape=(h0, w0), shape=tuple(shape))
 
 
-def prepare_image(img: np.ndarray, img_size: int, stride: int = 32, shape: tuple[int, int] | None = None):
-    """Original BGR image -> network-ready HWC image and its ``Letterbox`` (val and predict)."""
+def prepare_image(
+    img: np.ndarray, img_size: int, stride: int = 32, shape: tuple[int, int] | None = None, interpolation: str = "area"
+):
+    """Original BGR image -> network-ready HWC image and its ``Letterbox`` (val: ``area``, predict: ``linear``)."""
     h0, w0 = img.shape[:2]
-    resized = resize_long_side(img, img_size)
+    resized = resize_long_side(img, img_size, interpolation)
     target = shape or rect_shape(h0, w0, img_size, stride)
     return letterbox(resized, target, scaleup=False, orig_shape=(h0, w0))
 

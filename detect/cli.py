@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 
@@ -23,6 +24,10 @@ def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None =
         print("interrupted", file=sys.stderr)
         code = 130
     sys.exit(code or 0)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after each option; the description and the examples epilog kept as written."""
 
 
 def select_device(name: str | None):

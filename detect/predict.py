@@ -1,10 +1,12 @@
 """Run a detector on images: annotated copies, YOLO txt per image, and COCO-style JSON.
 
-    python -m detect.predict --weights W --source FILE|DIR|GLOB --img 640 --conf 0.25 \\
-        --iou 0.45 --out DIR [--json OUT] [--save-images]
+    python -m detect.predict --weights W [W2 ...] --source FILE|DIR|GLOB --img 640 [800] --conf 0.25 \\
+        --iou 0.45 --out DIR [--json OUT] [--submission FILE.csv|FILE.json] [--save-images] \\
+        [--augment] [--slice WxH --slice-overlap 0.2] [--fuse wbf|nms]
 
 Each image gets the smallest stride-aligned rectangle that holds it (1080x1920 -> 384x640
-at img 640); boxes are mapped back to original pixels exactly.
+at img 640), resized bilinearly as official detect.py does; boxes are mapped back to original
+pixels exactly.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ import torch
 from tqdm import tqdm
 
 from detect import cli
-from detect.boxes import Letterbox, non_max_suppression, prepare_image
+from detect.boxes import Letterbox
 from detect.data.config import IMAGE_SUFFIXES, DataError, walk_images
-from detect.data.dataset import load_image, to_tensor
+from detect.data.dataset import load_image
 from detect.data.images import safe_name
+from detect.infer.options import add_inference_args, check_inference_args, describe, inference_config
+from detect.infer.predictor import InferenceConfig, Predictor, whole_image_detections
 from detect.outputs import atomic_write_bytes, atomic_write_text, ensure_writable
+from detect.submission import check_submission_path, write_submission
 
 
 def collect_sources(source: str) -> tuple[list[Path], Path | None]:
@@ -65,12 +70,11 @@ def detect_image(
     classes=None,
     agnostic: bool = False,
 ) -> tuple[torch.Tensor, Letterbox]:
-    """One BGR image -> (n, 6) x1, y1, x2, y2, score, class in original pixels."""
-    net, lb = prepare_image(img, img_size, backend.stride, shape=backend.fixed_shape)
-    x = to_tensor(net)[None].float().div_(255)
-    det = non_max_suppression(backend(x), conf, iou, classes, agnostic, max_det=max_det)[0].cpu()
-    det[:, :4] = lb.to_original(det[:, :4])
-    return det, lb
+    """One BGR image -> (n, 6) x1, y1, x2, y2, score, class in original pixels, one plain pass
+    pre-processed as official detect.py (bilinear letterbox). ``Predictor`` composes the rest."""
+    cfg = InferenceConfig(conf=conf, iou=iou, max_det=max_det, classes=tuple(classes) if classes else None,
+                          agnostic=agnostic)
+    return whole_image_detections(backend, img, img_size, cfg)
 
 
 def draw(img: np.ndarray, det: torch.Tensor, names: list[str]) -> np.ndarray:
@@ -113,14 +117,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m detect.predict",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=EPILOG,
+        formatter_class=cli.HelpFormatter,
     )
-    p.add_argument("--weights", required=True, help="our .pt checkpoint or an official YOLOv5 .pt")
+    p.add_argument("--weights", required=True, nargs="+",
+                   help="our .pt checkpoint, an official YOLOv5 .pt, .onnx or .engine; several are fused (--fuse)")
     p.add_argument("--source", required=True, help="an image, a folder or a glob pattern (quote it)")
-    p.add_argument("--img", type=int, default=640, help="long side of the network input, pixels")
-    p.add_argument("--conf", type=float, default=0.25, help="confidence threshold")
-    p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
-    p.add_argument("--max-det", type=int, default=1000)
+    p.add_argument("--img", type=int, nargs="+", default=[640],
+                   help="long side of the network input, pixels; several sizes are fused (--fuse)")
+    p.add_argument("--conf", type=float, default=None, help="confidence threshold (default 0.25; 0.001 with --submission)")
+    p.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (default 0.45; 0.6 with --submission)")
+    p.add_argument("--max-det", type=int, default=None, help="boxes kept per image (default 1000; 300 with --submission)")
     p.add_argument("--classes", type=int, nargs="+", default=None, help="keep only these class ids")
     p.add_argument("--agnostic-nms", action="store_true", help="NMS across classes")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
@@ -128,15 +135,35 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/predict/exp"), help="labels/ and images go here")
     p.add_argument("--json", type=Path, default=None, help="COCO-style detections list")
     p.add_argument("--save-images", action="store_true", help="write annotated images")
-    return p.parse_args(argv)
+    p.add_argument("--submission", type=Path, default=None,
+                   help="also write a submission file: .csv (image,class,score,x1,y1,x2,y2) or .json (COCO results)")
+    p.add_argument("--coco-ann", type=Path, default=None,
+                   help="COCO annotations whose image and category ids a .json submission uses")
+    add_inference_args(p)
+    args = p.parse_args(argv)
+    scoring = args.submission is not None  # mAP rewards low-confidence boxes: score-ranked recall
+    for name, plain, for_map in (("conf", 0.25, 0.001), ("iou", 0.45, 0.6), ("max_det", 1000, 300)):
+        if getattr(args, name) is None:
+            setattr(args, name, for_map if scoring else plain)
+    return args
+
+
+EPILOG = """examples:
+  python -m detect.predict --weights best.pt --source test/ --submission sub.csv
+  python -m detect.predict --weights a.pt b.onnx --img 640 800 --fuse wbf --augment --source test/ --json dets.json
+  python -m detect.predict --weights best.pt --source big/ --slice 640x640 --slice-overlap 0.2 --save-images"""
 
 
 def check_args(args) -> None:
     """Out-of-range numbers are one line and exit 2, before any model is loaded."""
-    cli.check_img(args.img)
+    check_inference_args(args)
     cli.check_range("--conf", args.conf, 0, 1)
     cli.check_range("--iou", args.iou, 0, 1, low_open=True)
     cli.check_range("--max-det", args.max_det, 1)
+    if args.submission is not None:
+        check_submission_path(args.submission)
+    if args.coco_ann is not None and (args.submission is None or args.submission.suffix.lower() != ".json"):
+        raise cli.UsageError("--coco-ann applies to a .json --submission only")
 
 
 def main(argv=None) -> int:
@@ -144,13 +171,32 @@ def main(argv=None) -> int:
     check_args(args)
     files, root = collect_sources(args.source)
     ensure_writable(args.out / "labels")
-    if args.json:
-        ensure_writable(args.json.parent)
+    for out in (args.json, args.submission):
+        if out is not None:
+            ensure_writable(out.parent)
     device = cli.select_device(args.device)
-    from detect.backend import check_input_size, load_backend
+    from detect.backend import check_input_size
 
-    backend = load_backend(args.weights, device, args.half)
-    check_input_size(backend, args.img, args.weights)
+    predictor = Predictor.from_weights(args.weights, args.img, device, inference_config(args), args.half,
+                                       args.fuse_weights)
+    for m in predictor.members:
+        check_input_size(m.backend, m.img_size, args.weights[0])
+    print(f"inference: {describe(predictor.config, len(predictor.members))}")
+    results, failed = predict_files(predictor, files, root, args)
+    print(f"{len(results)} detections in {len(files) - len(failed)} images -> {safe_name(args.out)}")
+    for msg in failed:
+        print(f"skipped: {msg}")
+    if args.json:
+        atomic_write_text(json.dumps(results, indent=1), args.json)
+    if args.submission:
+        write_submission(args.submission, results, predictor.names, args.coco_ann)
+        print(f"submission: {len(results)} boxes -> {safe_name(args.submission)}")
+    return 1 if failed and len(failed) == len(files) else 0
+
+
+def predict_files(predictor: Predictor, files: list[Path], root: Path | None, args) -> tuple[list[dict], list[str]]:
+    """Run every file; write its label file (and annotated copy). Returns the ``--json`` records and
+    the messages of unreadable files."""
     names = output_names(files, root)
     results, failed = [], []
     for f in tqdm(files, desc="predict", unit="img", disable=None):
@@ -159,27 +205,20 @@ def main(argv=None) -> int:
         except OSError as e:
             failed.append(str(e))
             continue
-        det, lb = detect_image(
-            backend, img, args.img, args.conf, args.iou, args.max_det, args.classes, args.agnostic_nms
-        )
+        det = predictor(img)
         h, w = img.shape[:2]
         name = names[f]
         label = args.out / "labels" / f"{name}.txt"
         label.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text("".join(s + "\n" for s in yolo_lines(det, h, w)), label)
         if args.save_images:
-            save_annotated(draw(img, det, backend.names), args.out / (name if name.suffix else name.with_suffix(f.suffix)))
+            save_annotated(draw(img, det, predictor.names), args.out / (name if name.suffix else name.with_suffix(f.suffix)))
         file_name = safe_name(f.relative_to(root) if root is not None else f.name)
         for x1, y1, x2, y2, score, cls in det.tolist():
             results.append(
                 {"file_name": file_name, "category_id": int(cls), "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score}
             )
-    print(f"{len(results)} detections in {len(files) - len(failed)} images -> {safe_name(args.out)}")
-    for msg in failed:
-        print(f"skipped: {msg}")
-    if args.json:
-        atomic_write_text(json.dumps(results, indent=1), args.json)
-    return 1 if failed and len(failed) == len(files) else 0
+    return results, failed
 
 
 def save_annotated(img: np.ndarray, path: Path) -> None:

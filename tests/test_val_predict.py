@@ -84,8 +84,8 @@ def test_val_cli_on_tiny_synthetic(tmp_path, tiny_synthetic, untrained_ckpt):
     )
     assert r.returncode == 0, r.stderr
     m = json.loads(out.read_text())
-    assert {"map50", "map50_95", "precision", "recall", "per_class", "speed_ms"} <= m.keys()
-    assert set(m["speed_ms"]) == {"pre", "inference", "nms"} and m["images"] == 2
+    assert {"map50", "map50_95", "precision", "recall", "per_class", "speed_ms", "map_small", "map_medium", "map_large"} <= m.keys()
+    assert set(m["speed_ms"]) == {"pre", "inference", "nms", "total"} and m["images"] == 2
     assert 0 <= m["map50_95"] <= m["map50"] <= 1 and len(m["per_class"]) == 12
     assert "Class" in r.stdout and "Speed:" in r.stdout
 

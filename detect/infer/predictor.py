@@ -1,0 +1,110 @@
+"""One image in, final boxes out: the composition of plain, TTA, sliced and ensembled inference.
+
+    from detect.infer.predictor import InferenceConfig, Predictor
+    predictor = Predictor.from_weights(["a.pt", "b.onnx"], [640, 800], device, InferenceConfig(augment=True))
+    det = predictor(bgr_image)  # (n, 6) x1, y1, x2, y2, score, class in original pixels
+
+A *member* is one backend at one image size; several members (models x sizes) are fused per
+image with WBF or NMS. Within a member: TTA wraps the backend (merged before NMS), slicing
+adds the windows' boxes to the full-image pass and merges them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from detect.boxes import non_max_suppression, prepare_image
+from detect.data.dataset import to_tensor
+from detect.infer.merge import fuse
+from detect.infer.slicing import merge_slices, sliced_detections
+from detect.infer.tta import AugmentedBackend
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    conf: float = 0.25
+    iou: float = 0.45
+    max_det: int = 1000
+    classes: tuple[int, ...] | None = None
+    agnostic: bool = False
+    multi_label: bool = False  # every class above conf per box (mAP), else the best one
+    augment: bool = False
+    slice_hw: tuple[int, int] | None = None
+    slice_overlap: float = 0.2
+    full: bool = True  # keep the full-image pass when slicing
+    slice_merge: str = "nmm"  # nmm (intersection over smaller) | nms
+    slice_match: float = 0.5
+    interpolation: str = "linear"  # official detect.py's letterbox; val keeps "area" as val.py
+    fuse: str = "wbf"  # wbf | nms
+    fuse_iou: float = 0.55
+    fuse_skip: float = 0.0
+    slice_batch: int = 8
+
+
+@dataclass
+class Member:
+    backend: object
+    img_size: int
+    weight: float = 1.0
+
+
+@dataclass
+class Predictor:
+    members: list[Member]
+    config: InferenceConfig = field(default_factory=InferenceConfig)
+
+    def __post_init__(self):
+        if not self.members:
+            raise ValueError("a predictor needs at least one member")
+        names = self.members[0].backend.names
+        for m in self.members[1:]:
+            if list(m.backend.names) != list(names):
+                raise ValueError("ensemble members predict different classes: fuse only models of one dataset")
+        self.names = list(names)
+        if self.config.augment:
+            for m in self.members:
+                if not isinstance(m.backend, AugmentedBackend):
+                    m.backend = AugmentedBackend(m.backend)
+
+    @classmethod
+    def from_weights(cls, weights, img_sizes, device, config: InferenceConfig, half=False, model_weights=None):
+        """Members for every weights file at every image size; ``model_weights`` (one per file) weight WBF."""
+        from detect.backend import load_backend
+
+        model_weights = model_weights or [1.0] * len(weights)
+        members = []
+        for w, mw in zip(weights, model_weights):
+            backend = load_backend(w, device, half)
+            members += [Member(backend, int(s), float(mw)) for s in img_sizes]
+        return cls(members, config)
+
+    def __call__(self, img: np.ndarray) -> torch.Tensor:
+        dets = [self.member_detections(m, img) for m in self.members]
+        c = self.config
+        return fuse(dets, img.shape[:2], c.fuse, [m.weight for m in self.members], c.fuse_iou, c.fuse_skip,
+                    max_det=c.max_det)
+
+    def member_detections(self, m: Member, img: np.ndarray) -> torch.Tensor:
+        c = self.config
+        if c.slice_hw is None:
+            return self.whole_image(m, img)
+        det = sliced_detections(m.backend, img, m.img_size, c.slice_hw, c.slice_overlap, c.conf, c.iou, c.max_det,
+                                c.classes, c.agnostic, c.multi_label, c.slice_batch, c.interpolation)
+        if c.full:
+            det = torch.cat((self.whole_image(m, img), det))
+        return merge_slices(det, c.slice_merge, c.slice_match, c.agnostic, c.max_det)
+
+    def whole_image(self, m: Member, img: np.ndarray) -> torch.Tensor:
+        return whole_image_detections(m.backend, img, m.img_size, self.config)[0]
+
+
+def whole_image_detections(backend, img: np.ndarray, img_size: int, c: InferenceConfig):
+    """One forward pass on the letterboxed image: ((n, 6) in original pixels, its ``Letterbox``)."""
+    net, lb = prepare_image(img, img_size, backend.stride, shape=backend.fixed_shape, interpolation=c.interpolation)
+    x = to_tensor(net)[None].float().div_(255)
+    det = non_max_suppression(backend(x), c.conf, c.iou, c.classes, c.agnostic, c.multi_label, c.max_det)[0].cpu()
+    det[:, :4] = lb.to_original(det[:, :4])
+    return det, lb
