@@ -149,18 +149,20 @@ def predictor_detections(predictor: Predictor, samples: list[Sample], batch_size
         per_member.append(dets)
     weights = [m.weight for m in predictor.members]
     fused = {
-        i: fuse([d[i] for d in per_member], (s.height, s.width), c.fuse, weights, c.fuse_iou, c.fuse_skip, max_det=c.max_det)
+        i: fuse([d[i] for d in per_member], (s.height, s.width), c.fuse, weights, c.fuse_iou, c.fuse_skip, c.fuse_conf,
+                c.max_det)
         for i, s in enumerate(samples)
     }
     wall = time.perf_counter() - t_start
-    inference = sum(_inference_seconds(m.backend) for m in predictor.members)
+    timed = {id(t): t for t in (_timed(m.backend) for m in predictor.members)}  # members may share a backend
+    inference = sum(t.seconds for t in timed.values())
     return fused, {"pre": pre, "inference": inference, "nms": max(0.0, wall - pre - inference), "total": wall}
 
 
-def _inference_seconds(backend) -> float:
+def _timed(backend) -> TimedBackend:
     while not isinstance(backend, TimedBackend):
         backend = backend.backend  # through AugmentedBackend
-    return backend.seconds
+    return backend
 
 
 def parse_args(argv=None) -> argparse.Namespace:

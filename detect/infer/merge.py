@@ -5,8 +5,11 @@ All functions take and return (n, 6) tensors of x1, y1, x2, y2, score, class in 
 - ``nms``: torchvision's (batched per class unless agnostic).
 - ``greedy_nmm``: SAHI's GREEDYNMM for slices: the best box absorbs every box of its class whose
   intersection over the *smaller* box exceeds the threshold (a figure cut by a tile edge is a
-  small box inside the full one, with a low IoU but an IoS near 1); the kept box grows to their
-  union and keeps the best score.
+  small box inside the full one, with a low IoU but an IoS near 1) and keeps the best score.
+  It grows to the union of the absorbed boxes scoring at least ``grow_ratio`` of its own;
+  less confident ones are only suppressed. SAHI grows to the union of all of them, which
+  is harmless at a display threshold but at mAP's 0.001 lets hundreds of faint boxes inflate
+  every box: mAP 0.003 instead of 0.248 on the synthetic set (docs/BENCHMARKS.md).
 - ``fuse``: several models' (or image sizes') detections of one image through
   ``ensemble_boxes.weighted_boxes_fusion`` (boxes averaged, weighted by score and model weight)
   or plain NMS over their union.
@@ -38,7 +41,8 @@ def intersection_over_smaller(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / torch.minimum(area_a[:, None], area_b[None]).clamp(min=1e-9)
 
 
-def greedy_nmm(det: torch.Tensor, threshold: float = 0.5, agnostic: bool = False, max_det: int | None = None) -> torch.Tensor:
+def greedy_nmm(det: torch.Tensor, threshold: float = 0.5, agnostic: bool = False, max_det: int | None = None,
+               grow_ratio: float = 0.9) -> torch.Tensor:
     """Greedy non-maximum merging by intersection over smaller (see the module docstring)."""
     if not len(det):
         return det
@@ -54,7 +58,9 @@ def greedy_nmm(det: torch.Tensor, threshold: float = 0.5, agnostic: bool = False
         group = alive & (ios[i] > threshold)
         group[i] = True
         alive &= ~group
-        members = det[group]
+        grow = group & (det[:, 4] >= grow_ratio * det[i, 4])
+        grow[i] = True
+        members = det[grow]
         out.append(torch.cat((members[:, :2].min(0).values, members[:, 2:4].max(0).values, det[i, 4:6])))
         if max_det is not None and len(out) == max_det:
             break

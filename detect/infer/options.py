@@ -8,7 +8,7 @@ import re
 from dataclasses import replace
 
 from detect import cli
-from detect.infer.predictor import InferenceConfig
+from detect.infer.predictor import FUSE_CONF_TYPES, InferenceConfig
 
 
 def slice_size(text: str) -> tuple[int, int]:
@@ -38,6 +38,9 @@ def add_inference_args(p: argparse.ArgumentParser) -> None:
                    help="one weight per --weights file for WBF; equal when omitted")
     g.add_argument("--fuse-iou", type=float, default=0.55, help="IoU at which --fuse clusters boxes")
     g.add_argument("--fuse-skip", type=float, default=0.0, help="WBF ignores member boxes scoring below this")
+    g.add_argument("--fuse-conf", choices=FUSE_CONF_TYPES, default="max",
+                   help="WBF's fused score: max of the cluster, or ensemble-boxes' avg (penalises boxes that only some "
+                   "members find; measured worse for mAP on coco128, docs/BENCHMARKS.md) and its variants")
 
 
 def check_inference_args(args) -> None:
@@ -75,6 +78,7 @@ def inference_config(args, **overrides) -> InferenceConfig:
         fuse=args.fuse,
         fuse_iou=args.fuse_iou,
         fuse_skip=args.fuse_skip,
+        fuse_conf=args.fuse_conf,
     )
     return replace(cfg, **overrides)
 
@@ -88,5 +92,5 @@ def describe(cfg: InferenceConfig, members: int) -> str:
         h, w = cfg.slice_hw
         parts.append(f"slices {w}x{h} overlap {cfg.slice_overlap:g}{'' if cfg.full else ' (no full pass)'} merged by {cfg.slice_merge}")
     if members > 1:
-        parts.append(f"{members} members fused by {cfg.fuse}")
+        parts.append(f"{members} members fused by {cfg.fuse}" + (f" (scores: {cfg.fuse_conf})" if cfg.fuse == "wbf" else ""))
     return ", ".join(parts) or "plain"

@@ -22,6 +22,8 @@ from detect.infer.merge import fuse
 from detect.infer.slicing import merge_slices, sliced_detections
 from detect.infer.tta import AugmentedBackend
 
+FUSE_CONF_TYPES = ("max", "avg", "box_and_model_avg", "absent_model_aware_avg")
+
 
 @dataclass(frozen=True)
 class InferenceConfig:
@@ -41,6 +43,7 @@ class InferenceConfig:
     fuse: str = "wbf"  # wbf | nms
     fuse_iou: float = 0.55
     fuse_skip: float = 0.0
+    fuse_conf: str = "max"  # WBF's conf_type
     slice_batch: int = 8
 
 
@@ -85,7 +88,7 @@ class Predictor:
         dets = [self.member_detections(m, img) for m in self.members]
         c = self.config
         return fuse(dets, img.shape[:2], c.fuse, [m.weight for m in self.members], c.fuse_iou, c.fuse_skip,
-                    max_det=c.max_det)
+                    c.fuse_conf, c.max_det)
 
     def member_detections(self, m: Member, img: np.ndarray) -> torch.Tensor:
         c = self.config
