@@ -76,11 +76,13 @@ prune: data  ## prune PRUNE_WEIGHTS by RATIO (STRATEGY uniform|gamma, STEPS), di
 	  --step-epochs $(STEP_EPOCHS) --finetune-epochs $(FT_EPOCHS) --distill $(if $(STRATEGY),--strategy $(STRATEGY)) \
 	  --img $(TRAIN_IMG) --batch $(BATCH) --device $(DEVICE) --hyp $(FT_HYP) --out $(OUT)/prune
 
-val: data  ## COCO mAP of WEIGHTS on DATA (val split)
-	$(PY) -m detect.val --weights $(WEIGHTS) --data $(DATA) --img $(IMG) --batch $(BATCH) --device $(DEVICE) --json $(OUT)/val/metrics.json
+val: data  ## COCO mAP of WEIGHTS on DATA (val split) and the error report in OUT/val/report; VAL_ARGS="--augment"
+	$(PY) -m detect.val --weights $(WEIGHTS) --data $(DATA) --img $(IMG) --batch $(BATCH) --device $(DEVICE) \
+	  --json $(OUT)/val/metrics.json --report $(OUT)/val/report $(VAL_ARGS)
 
-predict: setup  ## detect on SOURCE with WEIGHTS; annotated images and JSON in OUT/predict
-	$(PY) -m detect.predict --weights $(WEIGHTS) --source "$(SOURCE)" --img $(IMG) --device $(DEVICE) --out $(OUT)/predict --json $(OUT)/predict/detections.json --save-images
+predict: setup  ## detect on SOURCE with WEIGHTS; annotated images and JSON in OUT/predict; PREDICT_ARGS="--submission sub.csv"
+	$(PY) -m detect.predict --weights $(WEIGHTS) --source "$(SOURCE)" --img $(IMG) --device $(DEVICE) --out $(OUT)/predict \
+	  --json $(OUT)/predict/detections.json --save-images $(PREDICT_ARGS)
 
 trt: setup  ## ONNX (FP32 + FP16, NMS variants, Triton repo) of WEIGHTS at TRT_IMG; TensorRT FP16 engine where CUDA+TensorRT exist
 	$(PY) -m deploy.export --weights $(WEIGHTS) --img $(TRT_IMG) --nms --triton $(OUT)/deploy/triton --out $(OUT)/deploy
@@ -101,7 +103,7 @@ demo: data  ## the whole pipeline on the embedded dataset (+ the shared photos i
 	$(PY) -m detect.train --data $(SYNTH_DIR)/data.yaml --model yolov5n --weights "$(INIT)" --epochs $(DEMO_EPOCHS) \
 	  $(DEMO_TRAIN) --out $(OUT)/demo/train
 	$(PY) -m detect.val --weights $(OUT)/demo/train/weights/best.pt --data $(SYNTH_DIR)/data.yaml --img 960 --device cpu \
-	  --json $(OUT)/demo/val-synthetic.json
+	  --json $(OUT)/demo/val-synthetic.json --report $(OUT)/demo/val-report
 	$(PY) -m detect.predict --weights $(OUT)/demo/train/weights/best.pt --source $(SYNTH_DIR)/images/val --img 960 \
 	  --device cpu --out $(OUT)/demo/predict --save-images
 	$(PY) -m prune --weights $(OUT)/demo/train/weights/best.pt --data $(SYNTH_DIR)/data.yaml --strategy uniform \
