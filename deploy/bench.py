@@ -1,13 +1,16 @@
-"""One latency table across backends: PyTorch, ONNX Runtime, TensorRT.
+"""One latency table across backends: PyTorch, ONNX Runtime, OpenVINO, TensorRT; mAP beside it.
 
     python -m deploy.bench --weights W [W2 ...] [--onnx F ...] [--engine F ...] --img 384 640 \\
-        [--compare-img 640 640] --batch 1 --iters 200 [--json OUT] [--plot OUT.png]
+        [--compare-img 640 640] --batch 1 --iters 200 [--calib-data D] [--data D] [--json OUT] [--plot OUT.png]
 
 For each model and shape, every backend present here runs ``--warmup`` untimed iterations,
 then ``--iters`` timed ones: *model* is inference on a ready tensor; *end-to-end* adds JPEG
 decoding, letterboxing and NMS. Reports p50/p90/p99 latency (ms) and throughput (images/s).
-ONNX files are exported from each --weights on the fly unless given. Several --weights
-(e.g. pruned and unpruned) and --compare-img give side-by-side rows.
+ONNX files are exported from each --weights on the fly unless given (INT8 too with
+--calib-data); given files and engines are timed at the shape they were exported for. ONNX
+Runtime uses CUDA only where its build has the CUDA provider. With --data each row also gets
+its mAP on the val split at the benched shape. Several --weights (e.g. pruned and unpruned)
+and --compare-img give side-by-side rows.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import cv2
 import numpy as np
 import torch
 
+from deploy.export import read_metadata
 from detect import cli
 from detect.backend import TorchBackend
 from detect.boxes import non_max_suppression, prepare_image
@@ -72,7 +76,7 @@ def _test_image(tmp: Path) -> Path:
 def bench_backend(name: str, backend, shape, batch: int, image: Path, warmup: int, iters: int, cuda: bool) -> dict:
     net, _ = prepare_image(cv2.imread(str(image)), max(shape), 32, shape=shape)
     x = to_tensor(net)[None].float().div(255).repeat(batch, 1, 1, 1)
-    if cuda and name.startswith("PyTorch"):
+    if cuda:  # *model* time starts from a tensor already on the GPU (no pageable host copy inside)
         x = x.cuda()
 
     def model_only():
@@ -108,31 +112,80 @@ def _weights_file(name: str, tmp: Path) -> Path:
     return path
 
 
-def _backends(weights: Path, shape, batch: int, onnx_files: list[Path], engines: list[Path], tmp: Path):
+def _ort_device() -> tuple[torch.device, str]:
+    """ONNX Runtime's device: CUDA only where this onnxruntime build has the CUDA provider (the pinned
+    one is the CPU build, so a GPU host without onnxruntime-gpu still benches ONNX Runtime on the CPU)."""
+    import onnxruntime as ort
+
+    if torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers():
+        return torch.device("cuda"), "CUDA"
+    return torch.device("cpu"), "CPU"
+
+
+def _has_openvino() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _exported(weights: Path, shape, batch: int, tmp: Path, calib_data: str | None) -> list[Path]:
+    """model.onnx, model_fp16.onnx and, with calibration data, model_int8.onnx of ``weights`` at ``shape``."""
+    from deploy import export
+    from deploy.quantize import export_int8
+
+    out = tmp / f"{weights.stem}_{shape[0]}x{shape[1]}"
+    fp32, fp16, _, _, meta = export.export(weights, out, tuple(shape), batch)
+    files = [fp32, fp16]
+    if calib_data:
+        export_int8(fp32, calib_data, meta, n_images=64, evaluate_map=False)
+        files.append(out / "model_int8.onnx")
+    return files
+
+
+def _backends(weights: Path, shape, batch: int, onnx_files: list[Path], engines: list[Path], tmp: Path,
+              calib_data: str | None = None):
     """(label, backend, on_cuda) for every backend available here."""
+    from deploy.runtime import OnnxBackend, OpenVinoBackend
+
     yield "PyTorch FP32 CPU", TorchBackend(weights, torch.device("cpu")), False
     if torch.cuda.is_available():
         yield "PyTorch FP32 CUDA", TorchBackend(weights, torch.device("cuda")), True
         yield "PyTorch FP16 CUDA", TorchBackend(weights, torch.device("cuda"), half=True), True
-    from deploy.runtime import OnnxBackend
-
-    if not onnx_files:
-        from deploy import export
-
-        out = tmp / f"{weights.stem}_{shape[0]}x{shape[1]}"
-        out.mkdir(parents=True, exist_ok=True)
-        export.main(
-            ["--weights", str(weights), "--img", str(shape[0]), str(shape[1]), "--batch", str(batch), "--out", str(out)]
-        )
-        onnx_files = [out / "model.onnx", out / "model_fp16.onnx"]
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    onnx_files = onnx_files or _exported(weights, shape, batch, tmp, calib_data)
+    device, where = _ort_device()
     for f in onnx_files:
-        label = "FP16" if "fp16" in f.name else "FP32"
-        yield f"ONNX Runtime {label} {'CUDA' if device.type == 'cuda' else 'CPU'}", OnnxBackend(f, device), False
+        precision = "INT8" if "int8" in f.name else "FP16" if "fp16" in f.name else "FP32"
+        yield f"ONNX Runtime {precision} {where}", OnnxBackend(f, device), False
+        if _has_openvino() and precision != "FP16":  # the CPU plugin runs FP16 files in f32: nothing to time
+            yield f"OpenVINO {precision} CPU", OpenVinoBackend(f, torch.device("cpu")), False
+            if precision == "FP32":
+                ov = OpenVinoBackend(f, torch.device("cpu"), half=True)
+                yield f"OpenVINO {ov.inference_precision.upper()} CPU", ov, False
     for e in engines:
         from deploy.engine import TrtBackend
 
-        yield "TensorRT FP16", TrtBackend(e, torch.device("cuda")), True
+        trt = TrtBackend(e, torch.device("cuda"))
+        yield f"TensorRT {trt.precision.upper()}", trt, True
+
+
+def _for_shape(files: list[Path], shape, read) -> list[Path]:
+    """The files exported for ``shape`` (their metadata's input shape)."""
+    return [f for f in files if tuple(read(f)["input_shape"][2:]) == tuple(shape)]
+
+
+def row_map(backend, data: str, shape) -> dict:
+    """COCO mAP of one backend on ``data``'s val split at the benched shape (fixed, as deployed)."""
+    from detect.data.config import load_data_config
+    from detect.data.labels import scan_split
+    from detect.val import run_eval
+
+    cfg = load_data_config(data)
+    samples, _ = scan_split(cfg, "val", progress=False)
+    m, _ = run_eval(backend, samples, cfg.names, max(shape), 8, stride=backend.stride, fixed_shape=tuple(shape),
+                    progress=False, workers=2)
+    return {"map50_95": m["map50_95"], "map50": m["map50"]}
 
 
 def main(argv=None) -> int:
@@ -155,6 +208,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--iters", type=int, default=200)
     p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--data", default=None, help="data.yaml: also measure each row's mAP on its val split")
+    p.add_argument("--calib-data", default=None, help="data.yaml: also export and time INT8 (calibrated on its images)")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--plot", type=Path, default=None, help="bar chart PNG (default: beside --json)")
     args = p.parse_args(argv)
@@ -171,10 +226,13 @@ def main(argv=None) -> int:
         image = _test_image(tmp)
         for w in (_weights_file(w, tmp) for w in args.weights):
             for shape in shapes:
-                onnx_files = args.onnx if len(args.weights) == 1 and len(shapes) == 1 else []
-                engines = args.engine if len(args.weights) == 1 and len(shapes) == 1 else []
-                for label, backend, cuda in _backends(w, shape, args.batch, onnx_files, engines, tmp):
+                # given files belong to the shape they were exported for (so --engine survives --compare-img)
+                onnx_files = _for_shape(args.onnx, shape, read_metadata) if len(args.weights) == 1 else []
+                engines = _for_shape(args.engine, shape, _engine_meta) if len(args.weights) == 1 else []
+                for label, backend, cuda in _backends(w, shape, args.batch, onnx_files, engines, tmp, args.calib_data):
                     r = bench_backend(label, backend, shape, args.batch, image, args.warmup, args.iters, cuda)
+                    if args.data:
+                        r["accuracy"] = row_map(backend, args.data, shape)
                     rows.append({"weights": str(w), "shape": list(shape), "batch": args.batch, **r})
     print(format_table(rows))
     result = {
@@ -200,10 +258,17 @@ def main(argv=None) -> int:
     return 0
 
 
+def _engine_meta(path: Path) -> dict:
+    meta = path.with_suffix(".json")
+    if not meta.is_file():
+        raise UsageError(f"{path}: no {meta.name} beside the engine; build engines with python -m deploy.trt")
+    return json.loads(meta.read_text())
+
+
 def format_table(rows: list[dict]) -> str:
     head = (
         f"{'model':<14} {'shape':>8} {'backend':<24} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'img/s':>7} "
-        f"{'e2e p50':>8} {'e2e img/s':>9}"
+        f"{'e2e p50':>8} {'e2e img/s':>9} {'mAP50-95':>9}"
     )
     lines = [head]
     for r in rows:
@@ -211,7 +276,8 @@ def format_table(rows: list[dict]) -> str:
         lines.append(
             f"{Path(r['weights']).stem[:14]:<14} {r['shape'][0]}x{r['shape'][1]:<4} {r['backend']:<24} "
             f"{m['p50_ms']:>8.1f} {m['p90_ms']:>8.1f} {m['p99_ms']:>8.1f} {m['images_per_s']:>7.1f} "
-            f"{e['p50_ms']:>8.1f} {e['images_per_s']:>9.1f}"
+            f"{e['p50_ms']:>8.1f} {e['images_per_s']:>9.1f} "
+            f"{(format(r['accuracy']['map50_95'], '.4f') if 'accuracy' in r else '-'):>9}"
         )
     return "\n".join(lines)
 

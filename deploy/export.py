@@ -62,13 +62,26 @@ def simplify(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def to_fp16(src: Path, dst: Path) -> None:
-    """FP16 weights and compute, FP32 at the boundary (callers keep feeding float32)."""
+def fp16_twin(path: Path) -> Path:
+    """The FP16 graph beside an FP32 one, by one rule for every file export writes:
+    model.onnx -> model_fp16.onnx, model_nms.onnx -> model_nms_fp16.onnx (what deploy.trt
+    builds from on TensorRT 11, which has no FP16 builder flag)."""
+    return path.with_name(path.stem.replace("_fp16", "") + "_fp16.onnx")
+
+
+def to_fp16(src: Path, dst: Path, keep_decode_fp32: bool = True) -> None:
+    """FP16 weights and compute, FP32 at the boundary (callers keep feeding float32). The Detect
+    decode (grid offsets, anchor sizes: values up to the input size) stays FP32, as NVIDIA's
+    TensorRT 10->11 migration (ModelOpt AutoCast) keeps nodes beyond FP16's comfortable range."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
+    from deploy.quantize import head_and_decode
+
+    model = onnx.load(str(src))
+    blocked = head_and_decode(model)[1] if keep_decode_fp32 else []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+        model = convert_float_to_float16(model, keep_io_types=True, node_block_list=blocked)
     onnx.save(model, str(dst))
     simplify(dst)  # the converter appends its input Cast last: re-sort the graph topologically
     onnx.checker.check_model(onnx.load(str(dst)))
@@ -184,6 +197,30 @@ def check_args(args) -> None:
     cli.check_range("--conf", args.conf, 0, 1)
     cli.check_range("--iou", args.iou, 0, 1, low_open=True)
     cli.check_range("--max-det", args.max_det, 1)
+    cli.check_range("--calib-images", args.calib_images, 1)
+    if args.int8 and not args.calib_data:
+        raise UsageError("--int8 needs --calib-data data.yaml (its training images calibrate the activation ranges)")
+    if args.calib_data and not args.int8:
+        raise UsageError("--calib-data is used by --int8: add --int8")
+
+
+def int8_step(fp32: Path, args, meta: dict) -> dict:
+    """Quantise, then say what it cost: the output error on held-out images and, with a val split, mAP."""
+    from deploy.quantize import export_int8
+
+    r = export_int8(fp32, args.calib_data, meta, args.calib_images, args.calib_method, args.int8_exclude)
+    q = r["cpu"]
+    print(f"model_int8.onnx, model_int8_trt.onnx: {q['method']} calibration on {q['images']} {r['calib_split']} images, "
+          f"kept in float: {' '.join(q['excluded']) or 'nothing'} ({q['excluded_nodes']} nodes)")
+    if r["error"]:
+        e = r["error"]
+        print(f"  INT8 vs FP32 in ONNX Runtime on {e['images']} held-out images: score differs by up to "
+              f"{e['max_score_diff']:.3f}, box by up to {e['max_box_diff_px']:.1f} px (anchors scoring > {e['conf']})")
+    if r.get("map"):
+        m = r["map"]
+        print(f"  mAP50-95 on the val split at {meta['input_shape'][2]}x{meta['input_shape'][3]}: FP32 "
+              f"{m['fp32']['map50_95']:.4f}, INT8 {m['int8']['map50_95']:.4f}")
+    return r
 
 
 def main(argv=None) -> int:
@@ -206,6 +243,16 @@ def main(argv=None) -> int:
         "--check-images", default=None, help="folder of photos for the parity check (default: shared demo photos)"
     )
     p.add_argument("--triton", type=Path, default=None, help="also write a Triton model repository here")
+    q = p.add_argument_group("INT8 (static QDQ quantisation, calibrated)")
+    q.add_argument("--int8", action="store_true",
+                   help="also write model_int8.onnx (CPU: UINT8 activations) and model_int8_trt.onnx (TensorRT: symmetric)")
+    q.add_argument("--calib-data", default=None, help="data.yaml whose training images calibrate (its val split: mAP check)")
+    q.add_argument("--calib-images", type=int, default=256, help="calibration images (a fixed, seeded sample)")
+    q.add_argument("--calib-method", choices=["minmax", "entropy", "percentile"], default="percentile",
+                   help="how activation ranges are chosen from the calibration images (percentile: 99.999%%)")
+    q.add_argument("--int8-exclude", nargs="+", default=None, metavar="NODES",
+                   help="what stays in float: the words decode, head, stem, none, or node-name patterns "
+                   "(/model.23/*); default: decode head stem")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     check_args(args)
@@ -240,13 +287,19 @@ def main(argv=None) -> int:
     if args.nms:
         from deploy.nms_graph import add_efficient_nms, add_onnx_nms
 
-        for src, name in ((fp32, "model_nms.onnx"), (fp16, "model_fp16_nms.onnx")):
-            add_onnx_nms(src, args.out / name, len(ckpt["names"]), args.conf, args.iou, args.max_det)
-        add_efficient_nms(fp32, args.out / "model_trt_nms.onnx", args.conf, args.iou, args.max_det)
+        nc = len(ckpt["names"])
+        for name in ("model_nms.onnx", "model_trt_nms.onnx"):  # each with its FP16 twin (deploy.trt on TensorRT 11)
+            for src, dst in ((fp32, args.out / name), (fp16, fp16_twin(args.out / name))):
+                if "trt" in name:
+                    add_efficient_nms(src, dst, args.conf, args.iou, args.max_det)
+                else:
+                    add_onnx_nms(src, dst, nc, args.conf, args.iou, args.max_det)
         print(
-            "NMS graphs: model_nms.onnx, model_fp16_nms.onnx (ONNX NonMaxSuppression), model_trt_nms.onnx "
-            "(EfficientNMS_TRT, TensorRT only)"
+            "NMS graphs: model_nms.onnx, model_nms_fp16.onnx (ONNX NonMaxSuppression), model_trt_nms.onnx, "
+            "model_trt_nms_fp16.onnx (EfficientNMS_TRT, TensorRT only)"
         )
+    if args.int8:
+        report["int8"] = int8_step(fp32, args, meta)
     if args.triton:
         from deploy.triton import write_repository
 

@@ -1,7 +1,13 @@
-"""ONNX Runtime behind the detectors' backend interface (see ``detect.backend``)."""
+"""ONNX Runtime and OpenVINO behind the detectors' backend interface (see ``detect.backend``).
+
+Both run the files deploy.export writes (model.onnx FP32, model_fp16.onnx, model_int8.onnx
+QDQ) and share one rule for batches: a graph exported for a fixed batch gets exactly that many
+images per run (the last chunk padded), a dynamic one at most ``max_batch``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,19 +16,64 @@ import torch
 from deploy.export import read_metadata
 from detect.errors import WeightsError
 
+BACKENDS = ("auto", "onnxruntime", "openvino")
 
-class OnnxBackend:
-    """``model.onnx`` / ``model_fp16.onnx`` from deploy.export; CUDA provider when asked and present."""
+
+class DeployedBackend:
+    """What both runtimes share: metadata, the fixed input shape, batch chunking."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.meta = read_metadata(self.path)
+        if "nms" in self.meta:
+            raise WeightsError(
+                f"{path}: this graph has NMS inside (final boxes); val and predict need the raw "
+                "output: use model.onnx, model_fp16.onnx or model_int8.onnx"
+            )
+        self.names: list[str] = self.meta["names"]
+        self.stride = int(self.meta["stride"])
+        batch, _, h, w = self.meta["input_shape"]
+        self.fixed_shape = (int(h), int(w))
+        self.static_batch = batch != -1  # a fixed-batch graph takes exactly `max_batch` images
+        self.max_batch = int(batch) if self.static_batch else (int(self.meta.get("max_batch", 0)) or None)
+        self.precision = self.meta.get("precision", "fp32")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float().cpu()
+        if tuple(x.shape[2:]) != self.fixed_shape:
+            raise WeightsError(
+                f"input {tuple(x.shape[2:])} but the ONNX graph was exported for {self.fixed_shape}; "
+                "re-export with --img H W"
+            )
+        return torch.from_numpy(run_in_chunks(x.numpy(), self.max_batch, self.static_batch, self.run))
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+def run_in_chunks(x: np.ndarray, step: int | None, pad: bool, run: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``run`` on chunks of at most ``step`` images; with ``pad`` the last chunk is padded to ``step``
+    with zeros and the padding's outputs dropped."""
+    step = step or len(x)
+    outs = []
+    for i in range(0, len(x), step):
+        chunk = x[i : i + step]
+        n = len(chunk)
+        if pad and n < step:
+            chunk = np.concatenate([chunk, np.zeros((step - n, *chunk.shape[1:]), chunk.dtype)])
+        outs.append(run(np.ascontiguousarray(chunk))[:n])
+    return np.concatenate(outs)
+
+
+class OnnxBackend(DeployedBackend):
+    """ONNX Runtime; the CUDA provider when asked for and present in this onnxruntime build."""
+
+    name = "onnxruntime"
 
     def __init__(self, path: str | Path, device: torch.device):
         import onnxruntime as ort
 
-        self.meta = read_metadata(Path(path))
-        if "nms" in self.meta:
-            raise WeightsError(
-                f"{path}: this graph has NMS inside (final boxes); val and predict need the raw "
-                "output: use model.onnx or model_fp16.onnx"
-            )
+        super().__init__(path)
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -32,38 +83,56 @@ class OnnxBackend:
                 )
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
         self.session = ort.InferenceSession(str(path), providers=providers)
-        self.names: list[str] = self.meta["names"]
-        self.stride = int(self.meta["stride"])
-        batch, _, h, w = self.meta["input_shape"]
-        self.fixed_shape = (int(h), int(w))
-        self.static_batch = batch != -1  # a fixed-batch graph takes exactly `max_batch` images
-        self.max_batch = int(batch) if self.static_batch else (int(self.meta.get("max_batch", 0)) or None)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float().cpu()
-        if tuple(x.shape[2:]) != self.fixed_shape:
-            raise WeightsError(
-                f"input {tuple(x.shape[2:])} but the ONNX graph was exported for {self.fixed_shape}; "
-                "re-export with --img H W"
-            )
-        step = self.max_batch or len(x)
-        outs = []
-        for i in range(0, len(x), step):
-            chunk = x[i : i + step].numpy()
-            if self.static_batch and len(chunk) < step:  # a fixed-batch graph: pad the last chunk
-                pad = np.zeros((step - len(chunk), *chunk.shape[1:]), np.float32)
-                outs.append(self.session.run(None, {"images": np.concatenate([chunk, pad])})[0][: len(chunk)])
-            else:
-                outs.append(self.session.run(None, {"images": chunk})[0])
-        return torch.from_numpy(np.concatenate(outs))
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"images": x})[0]
 
 
-def load_deployed(path: str | Path, device: torch.device, half: bool = False):
+class OpenVinoBackend(DeployedBackend):
+    """OpenVINO on the CPU, reading the ONNX file directly (QDQ models run in INT8).
+
+    OpenVINO's CPU plugin defaults to bf16 inference where the CPU has it: FP32 is asked for
+    explicitly, and ``half`` asks for bf16 (f16 where bf16 is missing) — lower precision on
+    purpose, as ``--half`` means elsewhere.
+    """
+
+    name = "openvino"
+
+    def __init__(self, path: str | Path, device: torch.device, half: bool = False):
+        if device.type != "cpu":
+            raise WeightsError(f"{path}: --backend openvino runs on the CPU here; use --device cpu")
+        try:
+            import openvino as ov
+        except ImportError:
+            raise WeightsError("--backend openvino: the openvino package is not installed (pip install -r requirements.txt)") from None
+        super().__init__(path)
+        core = ov.Core()
+        caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        precision = ("bf16" if "BF16" in caps else "f16") if half else "f32"
+        self.compiled = core.compile_model(
+            core.read_model(str(path)), "CPU",
+            {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
+             "INFERENCE_NUM_THREADS": torch.get_num_threads()},
+        )
+        self.request = self.compiled.create_infer_request()
+        self.inference_precision = precision
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return np.array(self.request.infer({0: x})[0])  # the request reuses its output buffer: copy
+
+
+def load_deployed(path: str | Path, device: torch.device, half: bool = False, backend: str = "auto"):
     suffix = Path(path).suffix.lower()
+    if backend not in BACKENDS:
+        raise WeightsError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
     if suffix == ".onnx":
+        if backend == "openvino":
+            return OpenVinoBackend(path, device, half)
         if half:
-            raise WeightsError(f"{path}: --half does not apply to ONNX files; use model_fp16.onnx instead")
+            raise WeightsError(f"{path}: --half does not apply to ONNX Runtime; use model_fp16.onnx instead")
         return OnnxBackend(path, device)
+    if backend not in ("auto",):
+        raise WeightsError(f"{path}: --backend {backend} runs .onnx files; a .engine runs in TensorRT")
     from deploy.engine import TrtBackend
 
-    return TrtBackend(path, device)
+    return TrtBackend(path, device, half)

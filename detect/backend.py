@@ -16,11 +16,14 @@ from detect.weights import WeightsError, load_model
 class TorchBackend:
     """Our checkpoints and official YOLOv5 ``.pt`` files, BN fused, optionally FP16 on CUDA."""
 
+    name = "pytorch"
+
     def __init__(self, weights: str | Path, device: torch.device, half: bool = False):
         if half and device.type != "cuda":
             raise WeightsError(f"{weights}: --half needs a CUDA device (FP16 convolutions are not run on CPU)")
         self.model, self.ckpt = load_model(weights, device)
         self.device, self.half = device, half
+        self.precision = "fp16" if half else "fp32"
         if half:
             self.model.half()
         # NHWC is faster for these convolutions on CUDA and on CPU (oneDNN): 22% at 384x640 here.
@@ -48,10 +51,27 @@ def check_input_size(backend, img: int, weights) -> None:
         )
 
 
-def load_backend(weights: str | Path, device: torch.device, half: bool = False):
+BACKENDS = ("auto", "onnxruntime", "openvino")  # auto: PyTorch for .pt, ONNX Runtime for .onnx, TensorRT for .engine
+
+
+def load_backend(weights: str | Path, device: torch.device, half: bool = False, backend: str = "auto"):
+    """The runtime for ``weights``; ``backend`` picks among those that run its format."""
     suffix = Path(weights).suffix.lower()
     if suffix in (".onnx", ".engine"):
-        from deploy.runtime import load_deployed  # ONNX Runtime / TensorRT live behind deploy/
+        from deploy.runtime import load_deployed  # ONNX Runtime / OpenVINO / TensorRT live behind deploy/
 
-        return load_deployed(weights, device, half)
+        return load_deployed(weights, device, half, backend)
+    if backend != "auto":
+        raise WeightsError(f"{weights}: --backend {backend} runs .onnx files; export with python -m deploy.export")
     return TorchBackend(weights, device, half)
+
+
+def runtime_info(backend) -> dict:
+    """What runs a (possibly wrapped) backend, for the JSON reports: ``runtime`` (pytorch, onnxruntime,
+    openvino, tensorrt) and ``precision`` (the graph's: fp32, fp16, int8; OpenVINO adds its inference type)."""
+    while hasattr(backend, "backend"):
+        backend = backend.backend
+    info = {"runtime": getattr(backend, "name", "pytorch"), "precision": getattr(backend, "precision", "fp32")}
+    if getattr(backend, "inference_precision", None):
+        info["inference_precision"] = backend.inference_precision
+    return info

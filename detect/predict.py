@@ -131,7 +131,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--classes", type=int, nargs="+", default=None, help="keep only these class ids")
     p.add_argument("--agnostic-nms", action="store_true", help="NMS across classes")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
-    p.add_argument("--half", action="store_true", help="FP16 inference (CUDA only)")
+    p.add_argument("--half", action="store_true", help="FP16 inference on CUDA; bf16 with --backend openvino")
     p.add_argument("--out", type=Path, default=Path("runs/predict/exp"), help="labels/ and images go here")
     p.add_argument("--json", type=Path, default=None, help="COCO-style detections list")
     p.add_argument("--save-images", action="store_true", help="write annotated images")
@@ -178,7 +178,7 @@ def main(argv=None) -> int:
     from detect.backend import check_input_size
 
     predictor = Predictor.from_weights(args.weights, args.img, device, inference_config(args), args.half,
-                                       args.fuse_weights)
+                                       args.fuse_weights, args.backend)
     for m in predictor.members:
         check_input_size(m.backend, m.img_size, args.weights[0])
     print(f"inference: {describe(predictor.config, len(predictor.members))}")

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from detect import cli
+from detect.backend import runtime_info
 from detect.boxes import non_max_suppression
 from detect.data.config import load_data_config
 from detect.data.dataset import EvalDataset, load_image
@@ -186,7 +187,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--coco-max-det", type=int, default=100, help="detections per image COCOeval scores (COCO's standard: 100)"
     )
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
-    p.add_argument("--half", action="store_true", help="FP16 inference (CUDA only)")
+    p.add_argument("--half", action="store_true", help="FP16 inference on CUDA; bf16 with --backend openvino")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="data-loading processes")
     p.add_argument("--json", type=Path, default=None, help="write the metrics here (incl. map_small/medium/large)")
     p.add_argument("--save-detections", type=Path, default=None, help="write COCO-format detections here")
@@ -228,10 +229,11 @@ def build_predictor(args, device, nc: int, data: str) -> Predictor:
     from detect.backend import check_input_size, load_backend
     from detect.infer.predictor import Member
 
+
     weights = args.fuse_weights or [1.0] * len(args.weights)
     members = []
     for w, mw in zip(args.weights, weights):
-        backend = TimedBackend(load_backend(w, device, args.half))
+        backend = TimedBackend(load_backend(w, device, args.half, args.backend))
         if len(backend.names) != nc:
             raise cli.UsageError(f"{w} predicts {len(backend.names)} classes but {data} has {nc}")
         for size in args.img:
@@ -262,7 +264,7 @@ def main(argv=None) -> int:
     print(speed_line(result, args))
     result.update(
         weights=[str(w) for w in args.weights] if len(args.weights) > 1 else str(args.weights[0]),
-        backend=[type(m.backend.backend).__name__ for m in predictor.members[:: len(args.img)]],
+        backend=[runtime_info(m.backend) for m in predictor.members[:: len(args.img)]],
         data=str(args.data),
         split=args.split,
         img=args.img if len(args.img) > 1 else args.img[0],

@@ -8,6 +8,7 @@ import re
 from dataclasses import replace
 
 from detect import cli
+from detect.backend import BACKENDS
 from detect.infer.predictor import FUSE_CONF_TYPES, InferenceConfig
 
 
@@ -21,6 +22,8 @@ def slice_size(text: str) -> tuple[int, int]:
 
 
 def add_inference_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="runtime for .onnx files: ONNX Runtime (auto) or OpenVINO (CPU; with --half: bf16 inference)")
     g = p.add_argument_group("test-time augmentation, slicing and ensembles")
     g.add_argument("--augment", action="store_true",
                    help="TTA: flips and scales (1, 0.83 flipped, 0.67) merged before NMS, as YOLOv5 --augment (~3x time)")

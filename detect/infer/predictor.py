@@ -73,15 +73,17 @@ class Predictor:
                     m.backend = AugmentedBackend(m.backend)
 
     @classmethod
-    def from_weights(cls, weights, img_sizes, device, config: InferenceConfig, half=False, model_weights=None):
-        """Members for every weights file at every image size; ``model_weights`` (one per file) weight WBF."""
+    def from_weights(cls, weights, img_sizes, device, config: InferenceConfig, half=False, model_weights=None,
+                     backend: str = "auto"):
+        """Members for every weights file at every image size; ``model_weights`` (one per file) weight WBF;
+        ``backend`` picks the runtime of .onnx files (``detect.backend.load_backend``)."""
         from detect.backend import load_backend
 
         model_weights = model_weights or [1.0] * len(weights)
         members = []
         for w, mw in zip(weights, model_weights):
-            backend = load_backend(w, device, half)
-            members += [Member(backend, int(s), float(mw)) for s in img_sizes]
+            runtime = load_backend(w, device, half, backend)
+            members += [Member(runtime, int(s), float(mw)) for s in img_sizes]
         return cls(members, config)
 
     def __call__(self, img: np.ndarray) -> torch.Tensor:

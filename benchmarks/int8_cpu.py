@@ -1,0 +1,137 @@
+"""INT8 and OpenVINO on the CPU against ONNX Runtime FP32: latency and mAP, measured in one run.
+
+    python benchmarks/int8_cpu.py --out runs/bench/int8 [--weights yolov5n.pt pruned.pt] \\
+        [--data coco128/data.yaml] [--img 384 640] [--batches 1 8] [--rounds 5 --iters 20]
+
+For each model: deploy.export at the shape (fixed batch 1 and 8), then deploy.quantize's
+export_int8 (calibrated on the data's training images, defaults of ``deploy.export --int8``).
+Rows: ONNX Runtime FP32 / INT8, OpenVINO FP32 / BF16 (inference hint, where the CPU has it) /
+INT8 (the same QDQ file). Latency: rows interleaved round by round, ``--iters`` runs each per
+round, p50/p90 over all, and the ratio to ONNX Runtime FP32 of the same model and batch.
+mAP50-95 on the val split at the export shape. Writes OUT/summary.json and prints Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from deploy.export import export  # noqa: E402
+from deploy.quantize import export_int8  # noqa: E402
+from deploy.runtime import OnnxBackend, OpenVinoBackend  # noqa: E402
+from detect.paths import shared_dir  # noqa: E402
+from detect.val import run_eval  # noqa: E402
+
+ROWS = [("ONNX Runtime FP32", "model.onnx", "ort", False), ("ONNX Runtime INT8", "model_int8.onnx", "ort", False),
+        ("OpenVINO FP32", "model.onnx", "ov", False), ("OpenVINO BF16", "model.onnx", "ov", True),
+        ("OpenVINO INT8", "model_int8.onnx", "ov", False)]
+
+
+def make(kind: str, path: Path, half: bool):
+    cpu = torch.device("cpu")
+    return OnnxBackend(path, cpu) if kind == "ort" else OpenVinoBackend(path, cpu, half)
+
+
+def prepare(weights: Path, data: str, shape, batches, out: Path) -> dict:
+    """Exports per batch; INT8 calibrated once (batch 1) and its ranges reused for the other batches."""
+    dirs = {}
+    for b in batches:
+        d = out / f"{weights.stem}_b{b}"
+        fp32, _, _, _, meta = export(weights, d, tuple(shape), b)
+        if dirs:
+            first = next(iter(dirs.values()))
+            for f in ("model_int8.calib.json", "model_int8.calib.key"):
+                shutil.copy(first / f, d / f)
+        t = time.perf_counter()
+        r = export_int8(fp32, data, meta, evaluate_map=False)
+        print(f"{d.name}: INT8 in {time.perf_counter() - t:.0f} s, error {r['error']}", flush=True)
+        dirs[b] = d
+    return dirs
+
+
+def accuracy(dirs: dict, data: str) -> dict:
+    from detect.data.config import load_data_config
+    from detect.data.labels import scan_split
+
+    cfg = load_data_config(data)
+    samples, _ = scan_split(cfg, "val", progress=False)
+    d = dirs[min(dirs)]
+    out = {}
+    for label, file, kind, half in ROWS:
+        b = make(kind, d / file, half)
+        m, _ = run_eval(b, samples, cfg.names, max(b.fixed_shape), 8, stride=b.stride, fixed_shape=b.fixed_shape,
+                        progress=False, workers=2)
+        out[label] = {"map50_95": m["map50_95"], "map50": m["map50"]}
+        print(label, out[label], flush=True)
+    return out
+
+
+def latency(models: dict, batch: int, shape, rounds: int, iters: int) -> dict:
+    x = torch.rand(batch, 3, *shape)
+    runners = {(name, label): make(kind, dirs[batch] / file, half)
+               for name, dirs in models.items() for label, file, kind, half in ROWS}
+    times = {k: [] for k in runners}
+    for r in runners.values():
+        for _ in range(3):
+            r(x)
+    for _ in range(rounds):
+        for k, r in runners.items():
+            for _ in range(iters):
+                t = time.perf_counter()
+                r(x)
+                times[k].append(time.perf_counter() - t)
+    out = {}
+    for (name, label), t in times.items():
+        base = np.median(times[(name, "ONNX Runtime FP32")])
+        out.setdefault(name, {})[label] = {"p50_ms": 1e3 * float(np.median(t)), "p90_ms": 1e3 * float(np.percentile(t, 90)),
+                                           "ratio": float(np.median(t) / base)}
+    return out
+
+
+def main() -> int:
+    shared = shared_dir()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=Path("runs/bench/int8"))
+    p.add_argument("--weights", nargs="+", type=Path, default=[shared / "weights/yolov5n.pt"])
+    p.add_argument("--data", default=str(shared / "datasets/coco128/data.yaml"))
+    p.add_argument("--img", type=int, nargs=2, default=[384, 640])
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--iters", type=int, default=20)
+    args = p.parse_args()
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    flags = next((ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")), "").split()
+    summary = {"cpu": cpu, "isa": [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16") if f in flags],
+               "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"), "shape": args.img, "models": {}}
+    models = {w.stem: prepare(w, args.data, args.img, args.batches, args.out) for w in args.weights}
+    for name, dirs in models.items():
+        summary["models"][name] = {"accuracy": accuracy(dirs, args.data)}
+    for b in args.batches:
+        for name, rows in latency(models, b, args.img, args.rounds, args.iters).items():
+            summary["models"][name][f"batch{b}"] = rows
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(f"\n{cpu} ({', '.join(summary['isa'])}), {summary['threads']} threads, {summary['date']}\n")
+    head = ["model", "runtime", "mAP50-95"] + [f"b{b} {k}" for b in args.batches for k in ("p50 ms", "p90 ms", "× ORT FP32")]
+    print("| " + " | ".join(head) + " |\n|" + " --- |" * len(head))
+    for name, m in summary["models"].items():
+        for label, *_ in ROWS:
+            cells = [name, label, f"{m['accuracy'][label]['map50_95']:.4f}"]
+            for b in args.batches:
+                r = m[f"batch{b}"][label]
+                cells += [f"{r['p50_ms']:.1f}", f"{r['p90_ms']:.1f}", f"{r['ratio']:.2f}"]
+            print("| " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

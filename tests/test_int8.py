@@ -1,0 +1,164 @@
+"""INT8 QDQ export, the OpenVINO backend, and the TensorRT runtime's CPU-checkable logic."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from tests.conftest import shared_path
+
+REPO = Path(__file__).resolve().parents[1]
+# INT8 against FP32 on bus.jpg for anchors FP32 scores above 0.25 (measured: about 0.1 and 4 px
+# with 16 calibration images; 0.16 / 11 px worst case over 8 held-out coco128 images, 120 images).
+SCORE_TOL, BOX_TOL_PX = 0.2, 15.0
+
+
+@pytest.fixture(scope="module")
+def int8_model(tmp_path_factory, yolov5n_pt, coco128):
+    from deploy.export import export
+    from deploy.quantize import quantize, split_images
+    from detect.data.config import load_data_config
+
+    out = tmp_path_factory.mktemp("int8")
+    fp32, _, _, _, meta = export(yolov5n_pt, out, (384, 640))
+    calib, _ = split_images(load_data_config(coco128).split("train").images, 16)
+    info = quantize(fp32, out / "model_int8.onnx", calib, meta)
+    return fp32, out / "model_int8.onnx", meta, calib, info
+
+
+def _bus(meta):
+    from deploy.quantize import letterboxed
+
+    return next(letterboxed([shared_path("images/bus.jpg")], (384, 640), 32))
+
+
+def test_qdq_keeps_head_decode_and_stem_in_float(int8_model):
+    from deploy.quantize import head_and_decode, stem_nodes
+
+    fp32, int8, _, _, info = int8_model
+    ref = onnx.load(str(fp32))
+    head, decode = head_and_decode(ref)
+    assert len(head) == 3 and any("Sigmoid" in n for n in decode) and any("Pow" in n for n in decode)
+    m = onnx.load(str(int8))
+    producer = {o: n for n in m.graph.node for o in n.output}
+    by_name = {n.name: n for n in m.graph.node}
+    dq_inputs = lambda n: [i for i in n.input if i in producer and producer[i].op_type == "DequantizeLinear"]  # noqa: E731
+    for name in decode:  # no quantised tensor enters the decode
+        assert name in by_name and not dq_inputs(by_name[name]), name
+    for name in [*head, *stem_nodes(ref)]:  # float weights: these compute in float (their input may carry
+        node = by_name[name]  # the rounding of a quantised producer that also feeds quantised layers)
+        assert node.op_type != "Conv" or node.input[1] not in producer, name
+    assert not dq_inputs(by_name["/model.0/conv/Conv"])  # the stem sees the raw image
+    quantised_convs = [n for n in m.graph.node if n.op_type == "Conv" and n.input[1] in producer]
+    assert len(quantised_convs) == 60 - 3 - 2 and info["excluded"] == ["decode", "head", "stem"]
+
+
+def test_int8_output_close_to_fp32_on_a_photo(int8_model):
+    import onnxruntime as ort
+
+    fp32, int8, meta, _, _ = int8_model
+    x = _bus(meta)
+    a, b = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0] for p in (fp32, int8))
+    sa, sb = a[..., 4] * a[..., 5:].max(-1), b[..., 4] * b[..., 5:].max(-1)
+    keep = sa > 0.25
+    assert keep.sum() > 10  # the bus and the people
+    assert np.abs(sa - sb)[keep].max() < SCORE_TOL and np.abs(a[..., :4] - b[..., :4])[keep].max() < BOX_TOL_PX
+
+
+def test_calibration_is_deterministic(int8_model, tmp_path):
+    from deploy.quantize import quantize
+
+    fp32, int8, meta, calib, _ = int8_model
+    again = tmp_path / "model_int8.onnx"
+    quantize(fp32, again, list(calib), meta)
+    first = json.loads((int8.parent / "model_int8.calib.json").read_text())
+    second = json.loads((tmp_path / "model_int8.calib.json").read_text())
+    assert first == second
+    scales = lambda m: {t.name: onnx.numpy_helper.to_array(t).tolist() for t in m.graph.initializer if "scale" in t.name}  # noqa: E731
+    assert scales(onnx.load(str(int8))) == scales(onnx.load(str(again)))
+
+
+def test_openvino_matches_onnx_runtime_fp32(int8_model):
+    from deploy.runtime import OnnxBackend, OpenVinoBackend
+
+    fp32, int8, meta, _, _ = int8_model
+    x = torch.from_numpy(_bus(meta))
+    ort_out = OnnxBackend(fp32, torch.device("cpu"))(x)
+    ov_out = OpenVinoBackend(fp32, torch.device("cpu"))(x)
+    rel = lambda a, b: float((a - b).abs().max() / b.abs().max())  # noqa: E731
+    assert rel(ov_out[..., :4], ort_out[..., :4]) < 1e-4 and rel(ov_out[..., 4:], ort_out[..., 4:]) < 1e-4
+    ov_int8 = OpenVinoBackend(int8, torch.device("cpu"))(x)  # the QDQ file runs in OpenVINO too
+    keep = ort_out[0, :, 4] > 0.5
+    assert keep.any() and (ov_int8[0, keep, 4] - ort_out[0, keep, 4]).abs().max() < SCORE_TOL
+
+
+def test_openvino_and_int8_through_val_json(int8_model, coco128, tmp_path):
+    from detect.val import main
+
+    _, int8, _, _, _ = int8_model
+    out = tmp_path / "m.json"
+    assert main(["--weights", str(int8), "--data", str(coco128), "--img", "640", "--backend", "openvino",
+                 "--workers", "0", "--batch", "8", "--json", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert m["backend"] == [{"runtime": "openvino", "precision": "int8", "inference_precision": "f32"}]
+    assert m["map50_95"] > 0.25  # yolov5n: 0.34 in FP32 at 384x640
+
+
+def test_export_int8_flags_need_calibration_data(yolov5n_pt, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "deploy.export", "--weights", str(yolov5n_pt), "--int8", "--out", str(tmp_path)],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--int8 needs --calib-data" in r.stderr
+
+
+def test_trt_int8_refuses_without_cuda(int8_model):
+    from deploy.trt import missing_requirements
+
+    if not missing_requirements():
+        pytest.skip("CUDA and TensorRT are present: the refusal cannot be exercised")
+    fp32 = int8_model[0]
+    r = subprocess.run([sys.executable, "-m", "deploy.trt", "--onnx", str(fp32), "--int8"], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    lines = [s for s in r.stderr.splitlines() if s.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "missing a CUDA GPU" in lines[0]
+
+
+def test_engine_chunks_like_onnx_runtime():
+    from deploy.engine import chunks
+
+    assert chunks(16, 1, 1, fixed=True) == [(i, i + 1, 1) for i in range(16)]  # batch-1 engine, val --batch 16
+    assert chunks(10, 4, 4, fixed=True) == [(0, 4, 4), (4, 8, 4), (8, 10, 4)]  # the last chunk padded
+    assert chunks(10, 1, 8, fixed=False) == [(0, 8, 8), (8, 10, 2)]  # dynamic: no padding
+    assert chunks(3, 2, 8, fixed=False) == [(0, 3, 3)]
+
+
+def test_fp16_twins_are_what_tensorrt_11_builds_from(tmp_path, yolov5n_pt):
+    from deploy.export import fp16_twin, main
+
+    assert main(["--weights", str(yolov5n_pt), "--img", "320", "320", "--nms", "--out", str(tmp_path)]) == 0
+    for name in ("model.onnx", "model_nms.onnx", "model_trt_nms.onnx"):
+        assert fp16_twin(tmp_path / name).is_file(), name
+    fp16 = onnx.load(str(tmp_path / "model_fp16.onnx"))  # the decode stays FP32: anchor grids are float32
+    from deploy.quantize import head_and_decode
+
+    decode = set(head_and_decode(onnx.load(str(tmp_path / "model.onnx")))[1])
+    consts = {i for n in fp16.graph.node if n.name in decode for i in n.input}
+    inits = [t for t in fp16.graph.initializer if t.name in consts]
+    assert any(t.data_type == onnx.TensorProto.FLOAT for t in inits)
+    assert not any(t.data_type == onnx.TensorProto.FLOAT16 for t in inits)
+
+
+def test_bench_uses_onnx_runtime_providers_it_has(monkeypatch):
+    import onnxruntime as ort
+
+    from deploy import bench
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU host with the CPU onnxruntime build
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert bench._ort_device() == (torch.device("cpu"), "CPU")
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert bench._ort_device()[1] == "CUDA"
