@@ -33,8 +33,9 @@ FT_EPOCHS ?= 5
 FT_HYP ?= configs/hyp/finetune.yaml
 # the sparse run's last.pt (its sparsest weights; best.pt is usually an early, less sparse epoch)
 PRUNE_WEIGHTS ?= $(firstword $(wildcard $(OUT)/train-sparse/weights/last.pt $(OUT)/train/weights/best.pt))
-# deployment
+# deployment; BENCH_DATA calibrates INT8 and scores each bench row (coco128 for the official weights)
 TRT_IMG ?= 384 640
+BENCH_DATA ?= $(if $(filter $(SHARED)/weights/yolov5n.pt,$(WEIGHTS)),$(SHARED)/datasets/coco128/data.yaml,$(DATA))
 ITERS ?= 200
 
 .PHONY: setup data check-data analyze train train-sparse prune val predict trt bench demo test lint clean help
@@ -84,13 +85,16 @@ predict: setup  ## detect on SOURCE with WEIGHTS; annotated images and JSON in O
 	$(PY) -m detect.predict --weights $(WEIGHTS) --source "$(SOURCE)" --img $(IMG) --device $(DEVICE) --out $(OUT)/predict \
 	  --json $(OUT)/predict/detections.json --save-images $(PREDICT_ARGS)
 
-trt: setup  ## ONNX (FP32 + FP16, NMS variants, Triton repo) of WEIGHTS at TRT_IMG; TensorRT FP16 engine where CUDA+TensorRT exist
-	$(PY) -m deploy.export --weights $(WEIGHTS) --img $(TRT_IMG) --nms --triton $(OUT)/deploy/triton --out $(OUT)/deploy
+trt: setup  ## ONNX (FP32, FP16, INT8 calibrated on BENCH_DATA, NMS variants, Triton repo) of WEIGHTS at TRT_IMG; TensorRT FP16 + INT8 engines where CUDA+TensorRT exist
+	$(PY) -m deploy.export --weights $(WEIGHTS) --img $(TRT_IMG) --nms --triton $(OUT)/deploy/triton --out $(OUT)/deploy \
+	  $(if $(wildcard $(BENCH_DATA)),--int8 --calib-data $(BENCH_DATA))
 	$(PY) -m deploy.trt --onnx $(OUT)/deploy/model.onnx --timing-cache $(OUT)/deploy/timing.cache --if-available
+	$(if $(wildcard $(BENCH_DATA)),$(PY) -m deploy.trt --onnx $(OUT)/deploy/model.onnx --int8 --timing-cache $(OUT)/deploy/timing.cache --if-available)
 
-bench: setup  ## latency table (PyTorch / ONNX Runtime / TensorRT) of WEIGHTS at TRT_IMG vs 640x640; JSON + PNG in OUT/bench
+bench: setup  ## latency + mAP table (PyTorch / ONNX Runtime / OpenVINO / TensorRT; FP32 FP16 INT8) of WEIGHTS at TRT_IMG vs 640x640; OUT/bench
 	$(PY) -m deploy.bench --weights $(WEIGHTS) --img $(TRT_IMG) --compare-img 640 640 --iters $(ITERS) \
-	  $(if $(wildcard $(OUT)/deploy/model.engine),--engine $(OUT)/deploy/model.engine) --json $(OUT)/bench/bench.json
+	  $(if $(wildcard $(BENCH_DATA)),--calib-data $(BENCH_DATA) --data $(BENCH_DATA)) \
+	  $(if $(wildcard $(OUT)/deploy/*.engine),--engine $(wildcard $(OUT)/deploy/*.engine)) --json $(OUT)/bench/bench.json
 
 # The demo's recipe (README, "What make demo shows"): sliced training at 320 on 640-px windows, validated
 # and used at 960 on the whole 1920-px images (the same scale); 30 epochs at batch 8 = 600 optimiser

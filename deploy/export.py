@@ -223,11 +223,11 @@ def int8_step(fp32: Path, args, meta: dict) -> dict:
     return r
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m deploy.export",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cli.HelpFormatter,
     )
     p.add_argument("--weights", required=True, help="our checkpoint or an official YOLOv5 .pt")
     p.add_argument("--img", type=int, nargs=2, default=[384, 640], metavar=("H", "W"), help="input height and width")
@@ -254,7 +254,11 @@ def main(argv=None) -> int:
                    help="what stays in float: the words decode, head, stem, none, or node-name patterns "
                    "(/model.23/*); default: decode head stem")
     p.add_argument("--out", type=Path, required=True)
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     check_args(args)
     h, w = args.img
     fp32, fp16, model, ckpt, meta = export(args.weights, args.out, (h, w), args.dynamic_batch or args.batch,
