@@ -179,8 +179,8 @@ def main(argv=None) -> int:
 
     predictor = Predictor.from_weights(args.weights, args.img, device, inference_config(args), args.half,
                                        args.fuse_weights, args.backend)
-    for m in predictor.members:
-        check_input_size(m.backend, m.img_size, args.weights[0])
+    for i, m in enumerate(predictor.members):  # members: each weights file at each size, in that order
+        check_input_size(m.backend, m.img_size, args.weights[i // len(args.img)])
     print(f"inference: {describe(predictor.config, len(predictor.members))}")
     results, failed = predict_files(predictor, files, root, args)
     print(f"{len(results)} detections in {len(files) - len(failed)} images -> {safe_name(args.out)}")

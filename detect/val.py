@@ -19,14 +19,14 @@ import torch
 from tqdm import tqdm
 
 from detect import cli
-from detect.backend import runtime_info
+from detect.backend import check_input_size, load_backend, runtime_info
 from detect.boxes import non_max_suppression
 from detect.data.config import load_data_config
 from detect.data.dataset import EvalDataset, load_image
 from detect.data.labels import Sample, scan_split
 from detect.infer.merge import fuse
 from detect.infer.options import add_inference_args, check_inference_args, describe, inference_config
-from detect.infer.predictor import Predictor
+from detect.infer.predictor import Member, Predictor
 from detect.metrics import coco_ground_truth, evaluate, format_table
 from detect.outputs import atomic_write_text, ensure_writable, write_json
 
@@ -226,10 +226,6 @@ def check_args(args) -> None:
 
 def build_predictor(args, device, nc: int, data: str) -> Predictor:
     """Every (weights, size) member, timed, checked against the data's classes and fixed graph sizes."""
-    from detect.backend import check_input_size, load_backend
-    from detect.infer.predictor import Member
-
-
     weights = args.fuse_weights or [1.0] * len(args.weights)
     members = []
     for w, mw in zip(args.weights, weights):
