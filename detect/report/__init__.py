@@ -26,6 +26,7 @@ from detect.report import plots
 from detect.report.errors import ap_by_attribute, class_curves, confusion_matrix, image_errors
 
 SIZES = (("small", 0, 32**2), ("medium", 32**2, 96**2), ("large", 96**2, float("inf")))
+MAX_NUMERIC_GROUPS = 12  # a numeric meta.csv column with more values (box counts...) gets no AP table
 
 
 def build_report(samples: list[Sample], names: list[str], gt: dict, detections: list[dict], result: dict,
@@ -79,7 +80,15 @@ def by_attribute(samples, gt, detections, meta, root, max_det) -> dict:
     from detect.data.meta import read_meta
 
     table_ = read_meta(meta, [s.path for s in samples], root or Path("."))
-    return {str(col): ap_by_attribute(gt, detections, table_[col].tolist(), max_det) for col in table_.attrs["columns"]}
+    out = {}
+    for col in table_.attrs["columns"]:
+        values = table_[col].tolist()
+        distinct = {v for v in values if v is not None}
+        numeric = all(isinstance(v, (int, float)) for v in distinct)
+        if len(distinct) < 2 or (numeric and len(distinct) > MAX_NUMERIC_GROUPS):
+            continue  # one group says nothing; a count or a measurement is not a grouping
+        out[str(col)] = ap_by_attribute(gt, detections, values, max_det)
+    return out
 
 
 def write_report(out: Path, samples, names, gt, detections, result, meta=None, root=None, max_det: int = 100,
