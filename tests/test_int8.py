@@ -162,3 +162,28 @@ def test_bench_uses_onnx_runtime_providers_it_has(monkeypatch):
     assert bench._ort_device() == (torch.device("cpu"), "CPU")
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert bench._ort_device()[1] == "CUDA"
+
+
+def test_export_int8_cli_end_to_end(tiny_synthetic, tmp_path):
+    from detect.data.synthetic import CLASSES
+    from detect.model import build_model, default_arch
+    from detect.weights import atomic_save, make_checkpoint
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "m.pt"
+    atomic_save(make_checkpoint(build_model(default_arch("yolov5n", nc=len(CLASSES))), CLASSES), ckpt)
+    out = tmp_path / "deploy"
+    r = subprocess.run([sys.executable, "-m", "deploy.export", "--weights", str(ckpt), "--img", "320", "320", "--int8",
+                        "--calib-data", str(tiny_synthetic), "--calib-images", "4", "--calib-method", "minmax",
+                        "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "model_int8.onnx, model_int8_trt.onnx: minmax calibration on 2 train images" in r.stdout  # 10 train - 8 held out
+    report = json.loads((out / "export.json").read_text())["int8"]
+    assert report["error"]["images"] == 8 and set(report["map"]) == {"fp32", "int8"}
+    from deploy.export import read_metadata
+
+    for name, acts in (("model_int8.onnx", "uint8"), ("model_int8_trt.onnx", "int8 symmetric")):
+        meta = read_metadata(out / name)
+        assert meta["precision"] == "int8" and meta["quantization"]["activations"] == acts
+        assert meta["calib_data"] == str(tiny_synthetic)
+    assert (out / "model_int8.calib.json").is_file()
