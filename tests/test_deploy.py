@@ -214,3 +214,16 @@ def test_onnx_runtime_map_matches_pytorch_on_coco128(tmp_path, yolov5n_pt, coco1
         progress=False,
     )
     assert abs(ours["map50_95"] - ort["map50_95"]) <= 0.002 and abs(ours["map50"] - ort["map50"]) <= 0.002
+
+
+def test_mixed_ensemble_and_tta_on_a_fixed_shape_graph(exported, yolov5n_pt, tmp_path):
+    """A .pt and an .onnx fused by WBF; TTA on the fixed 384x640 graph (scaled passes padded back)."""
+    from tests.conftest import shared_path
+
+    for extra in (["--weights", str(yolov5n_pt), str(exported / "model.onnx")], ["--weights", str(exported / "model.onnx"), "--augment"]):
+        out = tmp_path / "d.json"
+        r = _run("-m", "detect.predict", *extra, "--source", str(shared_path("images/zidane.jpg")), "--img", "640",
+                 "--out", str(tmp_path / "o"), "--json", str(out))
+        assert r.returncode == 0, r.stderr
+        people = [d for d in json.loads(out.read_text()) if d["category_id"] == 0 and d["score"] > 0.4]
+        assert len(people) >= 2, extra  # the two players
