@@ -18,55 +18,55 @@ def _rec(setting: str, value, because: str) -> dict:
 
 
 def recommend(summary: dict, images_hw: list[tuple[int, int]], img: int) -> list[dict]:
-    recs = []
-    sizes = summary["image_sizes"]
+    """Every recommendation, in report order: input shape, slicing, class balance, mosaic, anchors,
+    crowding and scenes."""
     (h, w), n = Counter(images_hw).most_common(1)[0]
     share = n / len(images_hw)
+    return [
+        _input_shape(summary, h, w, share, img),
+        _slicing(summary, max(h, w), img),
+        *_class_balance(summary),
+        _mosaic(summary),
+        _anchors(summary),
+        *_crowding_and_scenes(summary),
+    ]
+
+
+def _input_shape(summary: dict, h: int, w: int, share: float, img: int) -> dict:
     shape = rect_shape(h, w, img)
     if share >= 0.5 and shape[0] != shape[1]:
-        recs.append(
-            _rec(
-                "input_shape",
-                f"{shape[0]}x{shape[1]}",
-                f"{share:.0%} of images are {w}x{h}; at img {img} they fit {shape[0]}x{shape[1]} "
-                f"(rectangular, {1 - shape[0] * shape[1] / img**2:.0%} fewer pixels than {img}x{img})",
-            )
+        return _rec(
+            "input_shape",
+            f"{shape[0]}x{shape[1]}",
+            f"{share:.0%} of images are {w}x{h}; at img {img} they fit {shape[0]}x{shape[1]} "
+            f"(rectangular, {1 - shape[0] * shape[1] / img**2:.0%} fewer pixels than {img}x{img})",
         )
-    else:
-        recs.append(
-            _rec(
-                "input_shape",
-                f"{img}x{img}",
-                f"no single size dominates (most common {w}x{h} is {share:.0%}; "
-                f"{sizes['orientation']['landscape']:.0%} landscape): train square, validate rectangular",
-            )
-        )
+    return _rec(
+        "input_shape",
+        f"{img}x{img}",
+        f"no single size dominates (most common {w}x{h} is {share:.0%}; "
+        f"{summary['image_sizes']['orientation']['landscape']:.0%} landscape): train square, validate rectangular",
+    )
 
+
+def _slicing(summary: dict, long_side: int, img: int) -> dict:
     boxes = summary["box_sizes"]
     small_in, small_native = boxes["coco_at_input"]["small"], boxes["coco_native"]["small"]
-    long_side = max(h, w)
     if small_in >= SLICE_SMALL_SHARE and long_side > 1.5 * img:
-        window = img
-        recs.append(
-            _rec(
-                "sliced_training",
-                {"window": window, "min_visible": 0.6},
-                f"{small_in:.0%} of boxes are COCO-small after resizing to {img} (vs {small_native:.0%} at "
-                f"native resolution): train on {window}x{window} windows cut from the {long_side}-px images, "
-                f"or raise --img",
-            )
+        return _rec(
+            "sliced_training",
+            {"window": img, "min_visible": 0.6},
+            f"{small_in:.0%} of boxes are COCO-small after resizing to {img} (vs {small_native:.0%} at "
+            f"native resolution): train on {img}x{img} windows cut from the {long_side}-px images, "
+            f"or raise --img",
         )
-    else:
-        recs.append(
-            _rec(
-                "sliced_training",
-                None,
-                f"{small_in:.0%} of boxes are COCO-small at input size {img}: whole images suffice",
-            )
-        )
+    return _rec("sliced_training", None, f"{small_in:.0%} of boxes are COCO-small at input size {img}: whole images suffice")
 
+
+def _class_balance(summary: dict) -> list[dict]:
     cls = summary["classes"]
     ratio = cls["imbalance_ratio"] or 1.0
+    recs = []
     if ratio >= IMBALANCE_SAMPLING:
         recs.append(
             _rec(
@@ -80,41 +80,35 @@ def recommend(summary: dict, images_hw: list[tuple[int, int]], img: int) -> list
         recs.append(
             _rec("focal_loss", {"gamma": 1.5}, f"'{cls['head_class']}' holds {cls['head_share']:.0%} of all boxes")
         )
+    return recs
 
+
+def _mosaic(summary: dict) -> dict:
     cut = summary["mosaic_cut_share"]
     if cut >= MOSAIC_CUT_SHARE:
-        recs.append(
-            _rec(
-                "mosaic",
-                {"probability": 0.5, "close_last_epochs": 10},
-                f"a mosaic crop would cut {cut:.0%} of boxes (large, dense figures); lower its probability "
-                f"and switch it off for the last epochs",
-            )
+        return _rec(
+            "mosaic",
+            {"probability": 0.5, "close_last_epochs": 10},
+            f"a mosaic crop would cut {cut:.0%} of boxes (large, dense figures); lower its probability "
+            f"and switch it off for the last epochs",
         )
-    else:
-        recs.append(
-            _rec(
-                "mosaic",
-                {"probability": 1.0, "close_last_epochs": 10},
-                f"a mosaic crop would cut only {cut:.0%} of boxes",
-            )
-        )
+    return _rec("mosaic", {"probability": 1.0, "close_last_epochs": 10}, f"a mosaic crop would cut only {cut:.0%} of boxes")
 
+
+def _anchors(summary: dict) -> dict:
     anchors = summary["anchors"]
     default_bpr = anchors["default"]["bpr"]
     if "fitted" in anchors and default_bpr < BPR_OK and anchors["fitted"]["bpr"] > default_bpr:
-        recs.append(
-            _rec(
-                "anchors",
-                "anchors.yaml",
-                f"default anchors reach BPR {default_bpr:.3f} < {BPR_OK}; fitted ones {anchors['fitted']['bpr']:.3f}",
-            )
+        return _rec(
+            "anchors",
+            "anchors.yaml",
+            f"default anchors reach BPR {default_bpr:.3f} < {BPR_OK}; fitted ones {anchors['fitted']['bpr']:.3f}",
         )
-    else:
-        recs.append(
-            _rec("anchors", "default", f"default anchors already reach BPR {default_bpr:.3f} (>= {BPR_OK} is enough)")
-        )
+    return _rec("anchors", "default", f"default anchors already reach BPR {default_bpr:.3f} (>= {BPR_OK} is enough)")
 
+
+def _crowding_and_scenes(summary: dict) -> list[dict]:
+    recs = []
     occ = summary["occlusion"]
     if occ["share_boxes_overlapped"] >= 0.3:
         recs.append(
