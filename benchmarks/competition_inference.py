@@ -34,7 +34,6 @@ import torch  # noqa: E402
 from detect.backend import load_backend  # noqa: E402
 from detect.data.config import load_data_config  # noqa: E402
 from detect.data.labels import scan_split  # noqa: E402
-from detect.infer import merge  # noqa: E402
 from detect.infer.predictor import InferenceConfig, Member, Predictor  # noqa: E402
 from detect.metrics import coco_ground_truth, evaluate  # noqa: E402
 from detect.paths import shared_dir  # noqa: E402
@@ -113,15 +112,9 @@ def synthetic_rows(weights: str, data: str) -> list[dict]:
         ("640 + slices 640x640, NMM (ours: grow with >= 0.9x score)", [640], sliced),
         ("640 + slices 640x640, NMS 0.5", [640], replace(sliced, slice_merge="nms")),
         ("slices 640x640 only (--no-full), NMM", [640], replace(sliced, full=False)),
+        ("640 + slices 640x640, SAHI union (grow with any)", [640], replace(sliced, slice_grow=0.0)),
     ]
-    rows = [measure(n, weights, s, c, samples, cfg.names, gt) for n, s, c in runs]
-    grow = merge.greedy_nmm.__defaults__
-    merge.greedy_nmm.__defaults__ = (*grow[:-1], 0.0)  # SAHI's union of every absorbed box
-    try:
-        rows.append(measure("640 + slices 640x640, SAHI union (grow with any)", weights, [640], sliced, samples, cfg.names, gt))
-    finally:
-        merge.greedy_nmm.__defaults__ = grow
-    return rows
+    return [measure(n, weights, s, c, samples, cfg.names, gt) for n, s, c in runs]
 
 
 def report_time(weights: str, data: str, out: Path) -> dict:

@@ -30,7 +30,7 @@ from deploy.export import export  # noqa: E402
 from deploy.quantize import export_int8  # noqa: E402
 from deploy.runtime import OnnxBackend, OpenVinoBackend  # noqa: E402
 from detect.paths import shared_dir  # noqa: E402
-from detect.val import run_eval  # noqa: E402
+from detect.val import fixed_shape_map  # noqa: E402
 
 ROWS = [("ONNX Runtime FP32", "model.onnx", "ort", False), ("ONNX Runtime INT8", "model_int8.onnx", "ort", False),
         ("OpenVINO FP32", "model.onnx", "ov", False), ("OpenVINO BF16", "model.onnx", "ov", True),
@@ -69,9 +69,7 @@ def accuracy(dirs: dict, data: str) -> dict:
     out = {}
     for label, file, kind, half in ROWS:
         b = make(kind, d / file, half)
-        m, _ = run_eval(b, samples, cfg.names, max(b.fixed_shape), 8, stride=b.stride, fixed_shape=b.fixed_shape,
-                        progress=False, workers=2)
-        out[label] = {"map50_95": m["map50_95"], "map50": m["map50"]}
+        out[label] = fixed_shape_map(b, samples, cfg.names, b.fixed_shape)
         print(label, out[label], flush=True)
     return out
 

@@ -34,6 +34,7 @@ from detect.boxes import non_max_suppression, prepare_image
 from detect.data.dataset import to_tensor
 from detect.errors import UsageError
 from detect.outputs import ensure_writable
+from detect.val import fixed_shape_map
 
 
 def _stats(times: list[float], batch: int) -> dict:
@@ -175,17 +176,13 @@ def _for_shape(files: list[Path], shape, read) -> list[Path]:
     return [f for f in files if tuple(read(f)["input_shape"][2:]) == tuple(shape)]
 
 
-def row_map(backend, data: str, shape) -> dict:
-    """COCO mAP of one backend on ``data``'s val split at the benched shape (fixed, as deployed)."""
+def val_samples(data: str):
+    """``data``'s val split (samples, class names), read once for every row's mAP."""
     from detect.data.config import load_data_config
     from detect.data.labels import scan_split
-    from detect.val import run_eval
 
     cfg = load_data_config(data)
-    samples, _ = scan_split(cfg, "val", progress=False)
-    m, _ = run_eval(backend, samples, cfg.names, max(shape), 8, stride=backend.stride, fixed_shape=tuple(shape),
-                    progress=False, workers=2)
-    return {"map50_95": m["map50_95"], "map50": m["map50"]}
+    return scan_split(cfg, "val", progress=False)[0], cfg.names
 
 
 def main(argv=None) -> int:
@@ -221,6 +218,7 @@ def main(argv=None) -> int:
         ensure_writable(args.json.parent)
     shapes = [tuple(args.img)] + ([tuple(args.compare_img)] if args.compare_img else [])
     rows = []
+    scored = val_samples(args.data) if args.data else None
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         image = _test_image(tmp)
@@ -231,8 +229,8 @@ def main(argv=None) -> int:
                 engines = _for_shape(args.engine, shape, _engine_meta) if len(args.weights) == 1 else []
                 for label, backend, cuda in _backends(w, shape, args.batch, onnx_files, engines, tmp, args.calib_data):
                     r = bench_backend(label, backend, shape, args.batch, image, args.warmup, args.iters, cuda)
-                    if args.data:
-                        r["accuracy"] = row_map(backend, args.data, shape)
+                    if scored:
+                        r["accuracy"] = fixed_shape_map(backend, *scored, shape)
                     rows.append({"weights": str(w), "shape": list(shape), "batch": args.batch, **r})
     print(format_table(rows))
     result = {

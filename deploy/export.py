@@ -25,7 +25,7 @@ import torch
 
 from detect import cli
 from detect.boxes import PAD_VALUE, prepare_image
-from detect.data.dataset import load_image, to_tensor
+from detect.data.dataset import to_tensor
 from detect.errors import UsageError, WeightsError
 from detect.outputs import ensure_writable, umask, write_json
 from detect.paths import shared_dir
@@ -121,17 +121,15 @@ def read_metadata(path: Path) -> dict:
 
 
 def check_images(paths: list[Path], shape: tuple[int, int], stride: int, n: int = 2) -> torch.Tensor:
-    """Real photos letterboxed to the export shape; a synthetic scene if none are given."""
-    imgs = []
-    for p in paths[:n]:
-        net, _ = prepare_image(load_image(p), max(shape), stride, shape=shape)
-        imgs.append(to_tensor(net))
-    if not imgs:
-        from detect.data.synthetic import make_image
+    """Real photos letterboxed to the export shape (as calibration images are); a synthetic scene if none are given."""
+    from deploy.quantize import letterboxed
 
-        img, _, _ = make_image(0, seed=0)
-        imgs.append(to_tensor(prepare_image(img, max(shape), stride, shape=shape)[0]))
-    return torch.stack(imgs).float() / 255
+    if paths:
+        return torch.from_numpy(np.concatenate(list(letterboxed(paths[:n], shape, stride))))
+    from detect.data.synthetic import make_image
+
+    img, _, _ = make_image(0, seed=0)
+    return to_tensor(prepare_image(img, max(shape), stride, shape=shape)[0])[None].float() / 255
 
 
 def parity(model: torch.nn.Module, onnx_path: Path, x: torch.Tensor, batch: int | None) -> dict:

@@ -232,13 +232,8 @@ def int8_map(fp32: Path, int8: Path, cfg) -> dict:
 
     from deploy.runtime import OnnxBackend
     from detect.data.labels import scan_split
-    from detect.val import run_eval
+    from detect.val import fixed_shape_map
 
     samples, _ = scan_split(cfg, "val", progress=False)
-    out = {}
-    for name, path in (("fp32", fp32), ("int8", int8)):
-        backend = OnnxBackend(path, torch.device("cpu"))
-        metrics, _ = run_eval(backend, samples, cfg.names, max(backend.fixed_shape), 16, stride=backend.stride,
-                              fixed_shape=backend.fixed_shape, progress=False, workers=2)
-        out[name] = {"map50_95": metrics["map50_95"], "map50": metrics["map50"]}
-    return out
+    backends = {name: OnnxBackend(path, torch.device("cpu")) for name, path in (("fp32", fp32), ("int8", int8))}
+    return {name: fixed_shape_map(b, samples, cfg.names, b.fixed_shape) for name, b in backends.items()}

@@ -14,9 +14,8 @@ import numpy as np
 import torch
 
 from deploy.export import read_metadata
+from detect.backend import BACKENDS
 from detect.errors import WeightsError
-
-BACKENDS = ("auto", "onnxruntime", "openvino")
 
 
 class DeployedBackend:

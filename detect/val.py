@@ -128,6 +128,14 @@ def run_eval(
     return result, detections
 
 
+def fixed_shape_map(backend, samples: list[Sample], names: list[str], shape: tuple[int, int], batch: int = 8) -> dict:
+    """mAP50-95 and mAP50 of one backend with every image letterboxed to ``shape``, as a deployed,
+    fixed-shape graph runs (the benches and the INT8 export's check)."""
+    m, _ = run_eval(backend, samples, names, max(shape), batch, stride=backend.stride, fixed_shape=tuple(shape),
+                    progress=False, workers=2)
+    return {"map50_95": m["map50_95"], "map50": m["map50"]}
+
+
 def predictor_detections(predictor: Predictor, samples: list[Sample], batch_size: int = 16, workers: int = 2,
                          progress: bool = True) -> tuple[dict[int, torch.Tensor], dict]:
     """Each member over the dataset (rectangular batches, or image by image when slicing), then

@@ -39,6 +39,7 @@ class InferenceConfig:
     full: bool = True  # keep the full-image pass when slicing
     slice_merge: str = "nmm"  # nmm (intersection over smaller) | nms
     slice_match: float = 0.5
+    slice_grow: float = 0.9  # NMM grows a box only with partners scoring >= this share of its score (merge.py)
     interpolation: str = "linear"  # official detect.py's letterbox; val keeps "area" as val.py
     fuse: str = "wbf"  # wbf | nms
     fuse_iou: float = 0.55
@@ -100,7 +101,7 @@ class Predictor:
                                 c.classes, c.agnostic, c.multi_label, c.slice_batch, c.interpolation)
         if c.full:
             det = torch.cat((self.whole_image(m, img), det))
-        return merge_slices(det, c.slice_merge, c.slice_match, c.agnostic, c.max_det)
+        return merge_slices(det, c.slice_merge, c.slice_match, c.agnostic, c.max_det, c.slice_grow)
 
     def whole_image(self, m: Member, img: np.ndarray) -> torch.Tensor:
         return whole_image_detections(m.backend, img, m.img_size, self.config)[0]

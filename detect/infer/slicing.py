@@ -56,8 +56,8 @@ def sliced_detections(backend, img, img_size: int, slice_hw, overlap: float, con
 
 
 def merge_slices(det: torch.Tensor, method: str = "nmm", threshold: float = 0.5, agnostic: bool = False,
-                 max_det: int | None = None) -> torch.Tensor:
+                 max_det: int | None = None, grow_ratio: float = 0.9) -> torch.Tensor:
     """Merge the union of slice and full-image boxes: ``nmm`` (IoS ``threshold``) or ``nms`` (IoU)."""
     if method == "nms":
         return nms(det, threshold, agnostic, max_det)
-    return greedy_nmm(det, threshold, agnostic, max_det)
+    return greedy_nmm(det, threshold, agnostic, max_det, grow_ratio)
