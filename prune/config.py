@@ -8,6 +8,7 @@ from pathlib import Path
 
 from detect import cli
 from detect.errors import UsageError
+from prune.surgery import COMPENSATIONS
 
 STRATEGIES = ("gamma", "uniform")
 
@@ -25,7 +26,8 @@ class PruneConfig:
     max_drop: float | None = None  # stop when mAP50-95 falls more than this below the start
     min_keep: float = 0.1
     round_to: int = 8
-    calib_images: int = 32
+    calib_images: int = 64
+    compensation: str = "reconstruct"  # or "mean": how removed channels are compensated (prune.surgery)
     finetune_epochs: int = 0  # after the last step
     distill: bool = False
     sensitivity: bool = False
@@ -56,6 +58,8 @@ def check(c: PruneConfig) -> None:
         raise UsageError(f"--min-keep must be in [0, 1], got {c.min_keep}")
     if c.threshold is not None and c.strategy != "gamma":
         raise UsageError("--threshold is a |gamma| threshold: use it with --strategy gamma")
+    if c.compensation not in COMPENSATIONS:
+        raise UsageError(f"--compensation must be one of {', '.join(COMPENSATIONS)}, got {c.compensation!r}")
     if c.strategy not in STRATEGIES:
         raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {c.strategy!r}")
     if c.steps > 1 and c.ratio is None:
@@ -98,8 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "falls more than this below the start")
     p.add_argument("--min-keep", type=float, default=0.1, help="never keep fewer than this share of a layer")
     p.add_argument("--round-to", type=int, default=8, help="round kept channels up to a multiple (1 = off)")
-    p.add_argument("--calib-images", type=int, default=32,
-                   help="training images whose mean activations of removed channels are folded into consumers (0 = off)")
+    p.add_argument("--calib-images", type=int, default=64,
+                   help="training images used to compensate the removed channels (0 = none: dropped as they are)")
+    p.add_argument("--compensation", choices=COMPENSATIONS, default="reconstruct",
+                   help="reconstruct: refit every layer by least squares to the unpruned outputs (3x the mAP of the "
+                   "mean fold right after pruning, docs/BENCHMARKS.md); mean: fold removed channels' means into consumers")
     p.add_argument("--finetune-epochs", type=int, default=0, help="fine-tuning epochs after the last step")
     p.add_argument("--distill", action="store_true", help="recover with the unpruned model as teacher")
     p.add_argument("--sensitivity", action="store_true",

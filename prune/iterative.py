@@ -42,7 +42,7 @@ def run_steps(model, names: list[str], config, evaluate, calib_for, finetune) ->
     current, current_path, records, stopped = model, config.weights, [], None
     for k in range(1, config.steps + 1):
         plans, _ = plan(current, config.strategy, share, config.threshold, config.min_keep, config.round_to)
-        pruned = remove(copy.deepcopy(current), plans, calib_for(current))
+        pruned = remove(copy.deepcopy(current), plans, calib_for(current), compensation=config.compensation)
         folder = config.out / f"step{k}" if config.steps > 1 else config.out
         untuned = folder / "pruned_untuned.pt"
         atomic_save(make_checkpoint(pruned, names, meta={"pruned": {"step": k, "share": share}}), untuned)

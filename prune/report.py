@@ -43,7 +43,10 @@ def write_markdown(out: Path, r: dict) -> None:
         + (f"ratio {r['ratio']} in {len(r['steps'])} step(s)" if r["ratio"] else f"threshold {r['threshold']:.4g}")
         + f", min-keep {r['min_keep']}, round-to {r['round_to']}; "
         + (
-            f"removed channels' mean activations over {r['calibration_images']} training images folded into their consumers"
+            (f"every layer refit by least squares to the unpruned outputs on {r['calibration_images']} training images"
+             if r.get("compensation") == "reconstruct" else
+             f"removed channels' mean activations over {r['calibration_images']} training images folded into their "
+             "consumers")
             if r["calibration_images"]
             else "removed channels dropped without compensation"
         ),

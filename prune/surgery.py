@@ -8,12 +8,15 @@ channel spec and state dict: the result loads everywhere without Torch-Pruning o
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
 from detect.errors import UsageError
 from detect.model import Conv, YOLOv5, channel_spec
 from prune.groups import dependency_graph, prunable_groups
+from prune.reconstruct import reconstruct
 from prune.select import LayerPlan, global_threshold, plan_layer, uniform_plan
 
 
@@ -43,24 +46,44 @@ def plan(model: YOLOv5, strategy: str, ratio: float | None, threshold: float | N
     return [plan_layer(name, s, thr, min_keep, round_to) for name, _, s in groups], thr
 
 
+COMPENSATIONS = ("reconstruct", "mean")
+
+
 def remove(model: YOLOv5, plans: list[LayerPlan], calib: torch.Tensor | None = None,
-           shape: tuple[int, int] = (64, 64)) -> YOLOv5:
+           shape: tuple[int, int] = (64, 64), compensation: str = "mean") -> YOLOv5:
     """Remove the channels ``plans`` drop (``model`` is modified, then rebuilt as a plain YOLOv5).
 
-    With ``calib`` (a batch of real images in [0, 1]) each removed channel's mean activation
-    is folded into the layers that consumed it (see ``_fold_removed_means``).
+    With ``calib`` (a batch of real images in [0, 1]) the loss is compensated: ``mean`` folds each
+    removed channel's mean activation into the layers that consumed it (``_fold_removed_means``);
+    ``reconstruct`` refits every layer by least squares to the unpruned outputs (``prune.reconstruct``).
     """
+    original = copy.deepcopy(model).eval() if calib is not None and compensation == "reconstruct" else None
     tp, dg, _ = dependency_graph(model.eval(), torch.zeros(1, 3, *shape))
-    roots = {name: conv for name, conv in ((n.removesuffix(".conv"), m) for n, m in model.named_modules())
-             if isinstance(conv, nn.Conv2d)}
+    names = {m: n.removesuffix(".conv") for n, m in model.named_modules()}
+    roots = {name: conv for conv, name in names.items() if isinstance(conv, nn.Conv2d)}
+    kept_out: dict[str, list[int]] = {}
     for p in plans:
         drop = sorted(set(range(p.total)) - set(p.keep))
         if drop:
             group = dg.get_pruning_group(roots[p.name], tp.prune_conv_out_channels, drop)
-            if calib is not None:
+            if calib is not None and original is None:
                 _fold_removed_means(model, group, dg, calib)
+            _track_kept_outputs(group, dg, names, kept_out)
             group.prune()
-    return rebuild(model)
+    fresh = rebuild(model)
+    if original is not None:
+        reconstruct(original, fresh, kept_out, calib)
+    return fresh
+
+
+def _track_kept_outputs(group, dg, names: dict, kept_out: dict[str, list[int]]) -> None:
+    """Update, per Conv block, which of its original output channels survive this group's removal."""
+    for dep, idxs in group:
+        mod = dep.target.module
+        if isinstance(mod, nn.Conv2d) and dg.is_out_channel_pruning_fn(dep.handler):
+            current = kept_out.setdefault(names[mod], list(range(mod.out_channels)))
+            gone = {int(getattr(i, "idx", i)) for i in idxs}
+            kept_out[names[mod]] = [c for i, c in enumerate(current) if i not in gone]
 
 
 def prune(
@@ -72,10 +95,11 @@ def prune(
     shape: tuple[int, int] = (64, 64),
     calib: torch.Tensor | None = None,
     strategy: str = "gamma",
+    compensation: str = "mean",
 ) -> tuple[YOLOv5, list[LayerPlan], float]:
     """Plan and remove in one call; returns (pruned model, per-layer plan, threshold)."""
     plans, thr = plan(model, strategy, ratio, threshold, min_keep, round_to, shape)
-    return remove(model, plans, calib, shape), plans, thr
+    return remove(model, plans, calib, shape, compensation), plans, thr
 
 
 @torch.no_grad()
@@ -137,8 +161,6 @@ def prunable_bn_gammas(model: nn.Module) -> torch.Tensor:
 def ratio_for_gflops(model: YOLOv5, strategy: str, target: float, shape: tuple[int, int] = (384, 640),
                      min_keep: float = 0.1, round_to: int = 1, tol: float = 0.01) -> float:
     """The channel ratio whose one-shot prune leaves ``target`` x the GFLOPs at ``shape`` (bisection on copies)."""
-    import copy
-
     from detect.model import count_gflops
 
     base = count_gflops(model, shape)
