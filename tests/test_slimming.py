@@ -1,5 +1,6 @@
 """Slimming: the group regulariser, the uniform control, iterative steps and --max-drop."""
 
+import copy
 import json
 import math
 
@@ -149,6 +150,35 @@ def test_max_drop_stops_and_keeps_the_last_good_model(tmp_path):
     assert g1 / g0 == pytest.approx(steps[0]["gflops_ratio"], rel=0.05)
 
 
+def test_a_model_distilled_from_itself_gets_no_gradient_and_the_teacher_keeps_its_statistics():
+    """The student trains with batch statistics; so must the teacher, or the targets are off by the
+    difference between the two BatchNorm modes (that wrecked every distilled recovery)."""
+    from detect.loss import distillation_loss
+    from detect.model import build_model, default_arch
+    from detect.train.fit import batch_statistics_teacher
+
+    torch.manual_seed(0)
+    student = build_model(default_arch("yolov5n", nc=3)).train()
+    with torch.no_grad():
+        for m in student.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+    teacher = batch_statistics_teacher(copy.deepcopy(student))
+    frozen = copy.deepcopy(teacher.state_dict())
+    x = torch.rand(4, 3, 64, 64)
+    with torch.no_grad():
+        t_maps = teacher(x, raw=True)
+    distillation_loss(student(x), t_maps, load_hyp()).backward()
+    assert max(float(p.grad.abs().max()) for p in student.parameters() if p.grad is not None) < 1e-6
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in frozen.items() if "running" in k)  # untouched
+    eval_teacher = copy.deepcopy(student).eval()
+    student.zero_grad()
+    with torch.no_grad():
+        t_maps = eval_teacher(x, raw=True)
+    distillation_loss(student(x), t_maps, load_hyp()).backward()
+    assert max(float(p.grad.abs().max()) for p in student.parameters() if p.grad is not None) > 1e-3
+
+
 def test_distillation_is_zero_at_the_teacher_and_works_for_one_class():
     from detect.loss import distillation_loss
 
@@ -160,4 +190,5 @@ def test_distillation_is_zero_at_the_teacher_and_works_for_one_class():
     assert student[0].grad.abs().max() < 1e-6  # the soft-target minimum is the teacher itself
     moved = [(teacher[0] + 0.5 * torch.randn_like(teacher[0])).requires_grad_(True)]
     distillation_loss(moved, teacher, hyp).backward()
-    assert moved[0].grad[..., 5].abs().sum() > 0 and moved[0].grad[..., :4].abs().sum() > 0  # class and box terms
+    assert moved[0].grad[..., :5].abs().sum() > 0  # box and objectness terms
+    assert moved[0].grad[..., 5].abs().sum() == 0  # one class: no class term, as in the detection loss
