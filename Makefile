@@ -30,7 +30,7 @@ RATIO ?= 0.1
 STEPS ?= 1
 STEP_EPOCHS ?= 2
 FT_EPOCHS ?= 5
-FT_HYP ?= configs/hyp/finetune.yaml
+FT_HYP ?= configs/hyp/recover.yaml
 # the sparse run's last.pt (its sparsest weights; best.pt is usually an early, less sparse epoch)
 PRUNE_WEIGHTS ?= $(firstword $(wildcard $(OUT)/train-sparse/weights/last.pt $(OUT)/train/weights/best.pt))
 # deployment; BENCH_DATA calibrates INT8 and scores each bench row (coco128 for the official weights)

@@ -15,7 +15,8 @@ weights fine-tuned for B = --budget epochs. The pruned model and the uniform con
 1.5 B epochs: K = --steps steps to --target x GFLOPs (at 384x640), each followed by --step-epochs
 distilled recovery epochs, then the rest as distilled fine-tuning. ``pruned`` uses network slimming's
 global |gamma| criterion, ``uniform`` the same share of every layer by filter L1 norm. The curve
-prunes one-shot to 0.8/0.6/0.5/0.4 x GFLOPs with each strategy and fine-tunes --curve-epochs.
+prunes one-shot to 0.8/0.6/0.5/0.4 x GFLOPs with each strategy and fine-tunes --curve-epochs. Removed
+channels are compensated by least-squares reconstruction (the pruning default) on 64 training images.
 
 Writes DIR/TASK/summary.json (keys in the issue), DIR/TASK/data.yaml, curve.png, and each run's folder.
 """
@@ -46,7 +47,8 @@ from prune.surgery import plan, ratio_for_gflops, remove  # noqa: E402
 
 SHAPE = (384, 640)
 CURVE = (0.8, 0.6, 0.5, 0.4)
-FINETUNE_HYP = REPO / "configs/hyp/finetune.yaml"
+FINETUNE_HYP = REPO / "configs/hyp/finetune.yaml"  # the baseline's fine-tuning
+RECOVER_HYP = REPO / "configs/hyp/recover.yaml"  # pruned models' recovery and fine-tuning
 
 
 # --------------------------------------------------------------------------- data
@@ -97,7 +99,7 @@ class Task:
         sets = [f"{k}={v}" for k, v in {"nominal_batch": 16, **self.sets}.items()]
         return PruneConfig(weights=weights, data=str(self.data), out=out, strategy=strategy, ratio=ratio, steps=steps,
                            step_epochs=step_epochs, distill=True, img=self.img, val_img=self.val_img, batch=16,
-                           round_to=8, hyp=str(FINETUNE_HYP), set=sets, latency_iters=0)
+                           round_to=8, hyp=str(RECOVER_HYP), set=sets, latency_iters=0)
 
 
 def starting_weights(task: Task, args) -> Path:
@@ -140,16 +142,23 @@ def strategy_run(task: Task, base: Path, strategy: str, args) -> dict:
 
 
 def curve(task: Task, base: Path, args) -> dict:
-    """mAP50-95 after the same short distilled fine-tuning, one-shot pruned to each GFLOPs ratio."""
+    """mAP50-95 after the same short distilled fine-tuning, one-shot pruned to each GFLOPs ratio.
+
+    Saved to TASK/curve/points.json and reused by a later run with the same baseline and --curve-epochs."""
+    cache = task.root / "curve" / "points.json"
+    key = {"baseline": str(base), "curve_epochs": args.curve_epochs}
+    if cache.is_file() and json.loads(cache.read_text()).get("key") == key:
+        print(f"curve: reusing {cache}")
+        return json.loads(cache.read_text())["points"]
     model, _ = load_model(base, "cpu", fuse=False)
-    calib = calibration_batch(task.cfg, task.img, 32)
+    calib = calibration_batch(task.cfg, task.img, 64)
     out = {}
     for strategy in ("gamma", "uniform"):
         out[strategy] = {}
         for target in CURVE:
             ratio = ratio_for_gflops(model, strategy, target, SHAPE, round_to=8)
             plans, _ = plan(model, strategy, ratio, None, 0.1, 8)
-            pruned = remove(copy.deepcopy(model), plans, calib)
+            pruned = remove(copy.deepcopy(model), plans, calib, compensation="reconstruct")
             folder = task.root / "curve" / f"{strategy}_{target}"
             untuned = folder / "pruned_untuned.pt"
             atomic_save(make_checkpoint(pruned, task.cfg.names), untuned)
@@ -159,6 +168,7 @@ def curve(task: Task, base: Path, args) -> dict:
                                           "map50_95_pruned": task.score(pruned),
                                           "map50_95": result.summary["map50_95"]}
             print(f"curve {strategy} {target}: {out[strategy][str(target)]}", flush=True)
+    cache.write_text(json.dumps({"key": key, "points": out}, indent=2))
     return out
 
 
@@ -181,6 +191,23 @@ def plot_curve(path: Path, points: dict, baseline: float) -> None:
     plt.close(fig)
 
 
+def detect_val_check(root: Path, summary: dict) -> dict:
+    """Each model's mAP50-95 from ``python -m detect.val`` on the written data.yaml (the user's path, run as a
+    user runs it), against the figure the summary claims."""
+    import subprocess
+
+    out = {}
+    for key in ("baseline", "pruned", "uniform"):
+        report = root / f"detect_val_{key}.json"
+        cmd = [sys.executable, "-m", "detect.val", "--weights", str(root / summary[f"{key}_weights"]), "--data",
+               str(root / "data.yaml"), "--img", str(summary["img"]), "--device", "cpu", "--json", str(report)]
+        subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
+        got = json.loads(report.read_text())["map50_95"]
+        out[key] = {"detect_val": got, "summary": summary[f"{key}_map50_95"],
+                    "agrees": abs(got - summary[f"{key}_map50_95"]) <= 0.005}
+    return out
+
+
 def run_task(name: str, args) -> dict:
     root = args.out / name
     root.mkdir(parents=True, exist_ok=True)
@@ -193,10 +220,11 @@ def run_task(name: str, args) -> dict:
     (root / "data.yaml").write_text(Path(data).read_text().replace("path: .", f"path: {Path(data).parent.resolve()}"))
     start = starting_weights(task, args)
     start_map = task.score(load_model(start, "cpu", fuse=False)[0])
-    tuned = task.train(start, args.budget, root / "baseline_ft")
-    tuned_map = task.score(load_model(tuned.best, "cpu", fuse=False)[0])
-    base, base_map, base_epochs = (start, start_map, 0) if start_map >= tuned_map else (Path(tuned.best), tuned_map,
-                                                                                         args.budget)
+    tuned, log = root / "baseline_ft" / "weights" / "best.pt", root / "baseline_ft" / "results.csv"
+    if not (tuned.is_file() and log.is_file() and log.read_text().count("\n") == args.budget + 1):
+        tuned = Path(task.train(start, args.budget, root / "baseline_ft").best)  # else reused (delete it to redo)
+    tuned_map = task.score(load_model(tuned, "cpu", fuse=False)[0])
+    base, base_map, base_epochs = (start, start_map, 0) if start_map >= tuned_map else (tuned, tuned_map, args.budget)
     print(f"{name}: start {start_map:.4f}, fine-tuned {tuned_map:.4f}; baseline {base}", flush=True)
     runs = {s: strategy_run(task, base, s, args) for s in ("gamma", "uniform")}
     lat = {k: onnx_latency(p, root / f"onnx_{k}", SHAPE, args.latency_iters)
@@ -218,6 +246,7 @@ def run_task(name: str, args) -> dict:
     }
     summary["meets_target"] = (summary["gflops_ratio"] <= 0.6 and summary["pruned_map50_95"] >= 0.9 * base_map
                                and summary["ort_latency_ratio"] <= 0.7)
+    summary["detect_val_check"] = detect_val_check(root, summary)
     if points:
         plot_curve(root / "curve.png", points, base_map)
     (root / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -8,9 +8,11 @@ from pathlib import Path
 
 from detect import cli
 from detect.errors import UsageError
+from detect.hyp import DEFAULT as DEFAULT_HYP
 from prune.surgery import COMPENSATIONS
 
 STRATEGIES = ("gamma", "uniform")
+RECOVER_HYP = DEFAULT_HYP.parent / "recover.yaml"
 
 
 @dataclass
@@ -37,7 +39,7 @@ class PruneConfig:
     batch: int = 16
     workers: int = 2
     device: str = "cpu"
-    hyp: str | None = None
+    hyp: str | None = None  # None: configs/hyp/recover.yaml
     set: list[str] = field(default_factory=list)
     report_shape: tuple[int, int] = (384, 640)
     latency_iters: int = 50
@@ -45,6 +47,7 @@ class PruneConfig:
     def __post_init__(self):
         self.weights, self.out = Path(self.weights), Path(self.out)
         self.strategy = self.strategy or ("gamma" if self.threshold is not None else "uniform")
+        self.hyp = self.hyp or str(RECOVER_HYP)
         self.report_shape = tuple(self.report_shape)
         check(self)
 
@@ -117,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--hyp", help="hyperparameter file for recovery and fine-tuning (default: the trainer's)")
+    p.add_argument("--hyp", default=None,
+                   help="hyperparameter file for recovery and fine-tuning (default: configs/hyp/recover.yaml, "
+                   "the fine-tuning recipe at lr0 0.001 without warmup)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="hyperparameters for recovery/fine-tuning")
     p.add_argument("--report-shape", type=int, nargs=2, default=[384, 640], metavar=("H", "W"),
                    help="input shape for GFLOPs and latency")

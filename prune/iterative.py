@@ -1,7 +1,9 @@
 """Iterative pruning: K equal geometric steps, each followed by a short recovery through ``fit()``.
 
-Step k removes ``1 - (1 - R)^(1/K)`` of the remaining prunable channels, so K steps remove R in
-all. After each step the pruned model is evaluated, recovered for ``step_epochs`` (distilled
+After step k, ``1 - (1 - R)^(k/K)`` of the *unpruned* prunable channels are gone (equal geometric
+steps), so step K lands on the widths a one-shot prune by R keeps — planning each step on what remains
+instead rounded up to ``--round-to`` at every step and stopped short of the target (0.78x GFLOPs for a
+0.6x target in three steps). After each step the pruned model is evaluated, recovered for ``step_epochs`` (distilled
 from the *unpruned* model with ``--distill``) and evaluated again; when mAP50-95 falls more
 than ``max_drop`` below the start, the loop stops and keeps the last good model (between steps only:
 a single step's recovery is the final fine-tuning). Works from
@@ -17,13 +19,13 @@ from pathlib import Path
 from detect.model import count_gflops
 from detect.weights import atomic_save, load_model, make_checkpoint
 from prune.select import step_share
-from prune.surgery import plan, remove
+from prune.surgery import group_widths, plan, remove
 
 
 @dataclass
 class StepRecord:
     step: int
-    share: float  # of the channels remaining before this step
+    share: float  # of the unpruned prunable channels removed once this step is done
     gflops_ratio: float  # to the unpruned model, at the report shape
     map50_95_pruned: float  # right after the surgery
     map50_95_recovered: float  # after the recovery epochs (= pruned when there are none)
@@ -39,19 +41,22 @@ def run_steps(model, names: list[str], config, evaluate, calib_for, finetune) ->
     start = evaluate(model)["map50_95"]
     gflops0 = count_gflops(model, config.report_shape)
     share = step_share(config.ratio, config.steps) if config.ratio is not None else None
+    widths = group_widths(model)
     current, current_path, records, stopped = model, config.weights, [], None
     for k in range(1, config.steps + 1):
-        plans, _ = plan(current, config.strategy, share, config.threshold, config.min_keep, config.round_to)
+        removed = None if config.ratio is None else 1 - (1 - config.ratio) ** (k / config.steps)
+        plans, _ = plan(current, config.strategy, removed, config.threshold, config.min_keep, config.round_to,
+                        original=widths)
         pruned = remove(copy.deepcopy(current), plans, calib_for(current), compensation=config.compensation)
         folder = config.out / f"step{k}" if config.steps > 1 else config.out
         untuned = folder / "pruned_untuned.pt"
-        atomic_save(make_checkpoint(pruned, names, meta={"pruned": {"step": k, "share": share}}), untuned)
+        atomic_save(make_checkpoint(pruned, names, meta={"pruned": {"step": k, "removed": removed}}), untuned)
         after = evaluate(pruned)["map50_95"]
         recovered, path = after, untuned
         if config.step_epochs > 0 and config.steps > 1:
             pruned, metrics, path = finetune(untuned, config.step_epochs, folder / "recover", share)
             recovered = metrics["map50_95"]
-        rec = StepRecord(k, share or 0.0, count_gflops(pruned, config.report_shape) / gflops0, after, recovered,
+        rec = StepRecord(k, removed or 0.0, count_gflops(pruned, config.report_shape) / gflops0, after, recovered,
                          str(path))
         print(f"step {k}/{config.steps}: GFLOPs {rec.gflops_ratio:.2f}x; mAP50-95 {start:.4f} -> {after:.4f} "
               f"after pruning -> {recovered:.4f} after recovery")

@@ -99,7 +99,7 @@ def write_markdown(out: Path, r: dict) -> None:
 def _steps_table(r: dict) -> list[str]:
     if len(r["steps"]) <= 1 and not r.get("stopped"):
         return []
-    lines = ["| step | share of remaining | GFLOPs | mAP50-95 after pruning | after recovery |", "| --- | --- | --- | --- | --- |"]
+    lines = ["| step | channels removed so far | GFLOPs | mAP50-95 after pruning | after recovery |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {s['step']} | {s['share']:.3f} | {s['gflops_ratio']:.2f}x | {s['map50_95_pruned']:.4f} | "
               f"{s['map50_95_recovered']:.4f} |" for s in r["steps"]]
     if r.get("stopped"):

@@ -51,10 +51,14 @@ def plan_layer(name: str, scores: torch.Tensor, thr: float, min_keep: float, rou
     return LayerPlan(name, total, sorted(order.tolist()), clamped)
 
 
-def uniform_plan(name: str, scores: torch.Tensor, share: float, round_to: int = 1) -> LayerPlan:
-    """Keep the ``1 - share`` highest-scoring channels of the layer (at least one; rounded up to ``round_to``)."""
+def uniform_plan(name: str, scores: torch.Tensor, share: float, round_to: int = 1, original: int | None = None) -> LayerPlan:
+    """Keep the ``1 - share`` highest-scoring channels of the layer (at least one; rounded up to ``round_to``).
+
+    With ``original`` (the layer's unpruned width) the share is of that width: iterative steps then land on
+    exactly the widths a one-shot prune to the same share keeps, instead of rounding up at every step.
+    """
     total = len(scores)
-    n = max(1, math.ceil((1 - share) * total))
+    n = min(total, max(1, math.ceil((1 - share) * (original or total))))
     if round_to > 1:
         n = min(total, math.ceil(n / round_to) * round_to)
     return LayerPlan(name, total, sorted(scores.argsort(descending=True)[:n].tolist()))

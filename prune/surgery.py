@@ -25,6 +25,11 @@ def group_scores(model: YOLOv5, example: torch.Tensor):
     return [(g.name, g.root, g.scores()) for g in prunable_groups(model, tuple(example.shape[-2:]))]
 
 
+def group_widths(model: YOLOv5) -> dict[str, int]:
+    """Prunable group name -> its root's width (record it before the first step: ``plan(original=...)``)."""
+    return {g.name: g.size for g in prunable_groups(model)}
+
+
 def filter_l1_scores(model: YOLOv5, example: torch.Tensor):
     """[(root layer name, root conv, per-channel L1 norm of the root's filters)]: the uniform control's criterion."""
     return [(g.name, g.root, g.root.weight.detach().abs().sum((1, 2, 3)).cpu()) for g in
@@ -32,16 +37,25 @@ def filter_l1_scores(model: YOLOv5, example: torch.Tensor):
 
 
 def plan(model: YOLOv5, strategy: str, ratio: float | None, threshold: float | None = None, min_keep: float = 0.1,
-         round_to: int = 1, shape: tuple[int, int] = (64, 64)) -> tuple[list[LayerPlan], float]:
+         round_to: int = 1, shape: tuple[int, int] = (64, 64),
+         original: dict[str, int] | None = None) -> tuple[list[LayerPlan], float]:
     """Which channels of each group to keep: ``gamma`` (one global |gamma| threshold, network slimming)
-    or ``uniform`` (the same share of every group, by filter L1 norm: the control slimming must beat)."""
+    or ``uniform`` (the same share of every group, by filter L1 norm: the control slimming must beat).
+
+    ``original`` (group name -> unpruned width, ``group_widths``) makes ``ratio`` the share of the
+    *unpruned* channels removed once this plan is applied: how iterative steps reach their target.
+    """
     example = torch.zeros(1, 3, *shape)
     if strategy == "uniform":
         if ratio is None:
             raise UsageError("--strategy uniform needs --ratio (the share removed from every layer)")
         groups = filter_l1_scores(model, example)
-        return [uniform_plan(name, s, ratio, round_to) for name, _, s in groups], float("nan")
+        widths = original or {}
+        return [uniform_plan(name, s, ratio, round_to, widths.get(name)) for name, _, s in groups], float("nan")
     groups = group_scores(model, example)
+    if original and ratio is not None:  # the share of what remains that brings the total to ``ratio``
+        remaining = sum(len(s) for _, _, s in groups)
+        ratio = min(0.95, max(1e-3, 1 - (1 - ratio) * sum(original.values()) / remaining))
     thr = global_threshold([s for _, _, s in groups], ratio, threshold)
     return [plan_layer(name, s, thr, min_keep, round_to) for name, _, s in groups], thr
 

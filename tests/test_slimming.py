@@ -126,10 +126,33 @@ def test_iterative_pruning_reaches_the_ratio_in_k_steps(tmp_path, tiny_synthetic
     report = run(PruneConfig(out=tmp_path / "it", ratio=0.5, steps=2, step_epochs=1, strategy="uniform", **common))
     assert len(report["steps"]) == 2 and report["stopped"] is None
     shares = [s["share"] for s in report["steps"]]
-    assert shares == pytest.approx([step_share(0.5, 2)] * 2)
+    assert shares == pytest.approx([step_share(0.5, 2), 0.5])  # of the unpruned channels, after each step
     assert report["gflops_after"] / report["gflops_before"] < 0.65
     assert json.loads((tmp_path / "it" / "report.json").read_text())["strategy"] == "uniform"
     assert "| step |" in (tmp_path / "it" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "gamma"])
+def test_iterative_steps_land_on_the_one_shot_widths(tmp_path, strategy):
+    """Three steps to 0.36 with --round-to 8 keep what one step keeps: planning each step on what remains
+    rounded up at every step (yolov5n's 16-channel layers never shrank) and stopped at 0.78x for 0.6x."""
+    from prune.iterative import run_steps
+
+    torch.manual_seed(0)
+    model = build_model(default_arch("yolov5n", nc=1)).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.1, 1.0)
+    ckpt = tmp_path / "m.pt"
+    atomic_save(make_checkpoint(model, ["a"]), ckpt)
+    config = PruneConfig(weights=ckpt, data="unused.yaml", out=tmp_path, ratio=0.36, steps=3, strategy=strategy,
+                         round_to=8, min_keep=0.1)
+    final, _, steps, _ = run_steps(model, ["a"], config, lambda m: {"map50_95": 0.5}, lambda m: None, None)
+    one_shot = remove(copy.deepcopy(model), plan(model, strategy, 0.36, None, 0.1, 8)[0])
+    g0 = count_gflops(model, (64, 64))
+    assert [round(s["share"], 4) for s in steps] == [round(1 - 0.64 ** (k / 3), 4) for k in (1, 2, 3)]
+    assert count_gflops(final, (64, 64)) / g0 == pytest.approx(count_gflops(one_shot, (64, 64)) / g0, abs=0.03)
 
 
 def test_max_drop_stops_and_keeps_the_last_good_model(tmp_path):
