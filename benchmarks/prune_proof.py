@@ -133,7 +133,14 @@ def strategy_run(task: Task, base: Path, strategy: str, args) -> dict:
     from prune.pipeline import run
 
     t0 = time.perf_counter()
-    report = run(c)
+    done = task.root / strategy / "report.json"
+    same = lambda r: (r["weights"], r["ratio"], len(r["steps"]), r["finetune_epochs"]) == (  # noqa: E731
+        str(base), ratio, args.steps, c.finetune_epochs)
+    if done.is_file() and same(json.loads(done.read_text())):
+        report = json.loads(done.read_text())  # a finished run with these settings (delete the folder to redo it)
+        print(f"{strategy}: reusing {done}")
+    else:
+        report = run(c)
     final = task.root / strategy / "pruned.pt"
     pruned, _ = load_model(final, "cpu", fuse=False)
     return {"weights": final, "map50_95": task.score(pruned), "epochs": c.finetune_epochs + step_epochs * args.steps,
@@ -147,15 +154,16 @@ def curve(task: Task, base: Path, args) -> dict:
     Saved to TASK/curve/points.json and reused by a later run with the same baseline and --curve-epochs."""
     cache = task.root / "curve" / "points.json"
     key = {"baseline": str(base), "curve_epochs": args.curve_epochs}
+    out = {"gamma": {}, "uniform": {}}
     if cache.is_file() and json.loads(cache.read_text()).get("key") == key:
-        print(f"curve: reusing {cache}")
-        return json.loads(cache.read_text())["points"]
+        out = json.loads(cache.read_text())["points"]
+        print(f"curve: reusing the points in {cache}")
     model, _ = load_model(base, "cpu", fuse=False)
     calib = calibration_batch(task.cfg, task.img, 64)
-    out = {}
     for strategy in ("gamma", "uniform"):
-        out[strategy] = {}
         for target in CURVE:
+            if str(target) in out[strategy]:
+                continue
             ratio = ratio_for_gflops(model, strategy, target, SHAPE, round_to=8)
             plans, _ = plan(model, strategy, ratio, None, 0.1, 8)
             pruned = remove(copy.deepcopy(model), plans, calib, compensation="reconstruct")
@@ -163,12 +171,15 @@ def curve(task: Task, base: Path, args) -> dict:
             untuned = folder / "pruned_untuned.pt"
             atomic_save(make_checkpoint(pruned, task.cfg.names), untuned)
             c = task.prune_config(base, folder, strategy, ratio, 1, 0)
-            result = finetune(c, untuned, args.curve_epochs, folder / "finetune")
+            try:
+                tuned = finetune(c, untuned, args.curve_epochs, folder / "finetune").summary["map50_95"]
+            except FloatingPointError as e:  # a collapsed prune can diverge: record it, keep going
+                print(f"curve {strategy} {target}: fine-tuning diverged ({e})", flush=True)
+                tuned = float("nan")
             out[strategy][str(target)] = {"gflops_ratio": count_gflops(pruned, SHAPE) / count_gflops(model, SHAPE),
-                                          "map50_95_pruned": task.score(pruned),
-                                          "map50_95": result.summary["map50_95"]}
+                                          "map50_95_pruned": task.score(pruned), "map50_95": tuned}
             print(f"curve {strategy} {target}: {out[strategy][str(target)]}", flush=True)
-    cache.write_text(json.dumps({"key": key, "points": out}, indent=2))
+            cache.write_text(json.dumps({"key": key, "points": out}, indent=2))
     return out
 
 
