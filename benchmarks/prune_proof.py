@@ -175,7 +175,7 @@ def curve(task: Task, base: Path, args) -> dict:
                 tuned = finetune(c, untuned, args.curve_epochs, folder / "finetune").summary["map50_95"]
             except FloatingPointError as e:  # a collapsed prune can diverge: record it, keep going
                 print(f"curve {strategy} {target}: fine-tuning diverged ({e})", flush=True)
-                tuned = float("nan")
+                tuned = None
             out[strategy][str(target)] = {"gflops_ratio": count_gflops(pruned, SHAPE) / count_gflops(model, SHAPE),
                                           "map50_95_pruned": task.score(pruned), "map50_95": tuned}
             print(f"curve {strategy} {target}: {out[strategy][str(target)]}", flush=True)
@@ -191,7 +191,7 @@ def plot_curve(path: Path, points: dict, baseline: float) -> None:
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for strategy, label in (("gamma", "network slimming (global |gamma|)"), ("uniform", "uniform (filter L1)")):
-        pts = sorted((v["gflops_ratio"], v["map50_95"]) for v in points[strategy].values())
+        pts = sorted((v["gflops_ratio"], v["map50_95"]) for v in points[strategy].values() if v["map50_95"] is not None)
         ax.plot(*zip(*pts), "o-", label=label)
     ax.axhline(baseline, color="k", ls="--", lw=1, label="baseline")
     ax.axhline(0.9 * baseline, color="grey", ls=":", lw=1, label="0.9 x baseline")
