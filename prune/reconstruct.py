@@ -53,6 +53,12 @@ def _capture(model: nn.Module, conv: nn.Conv2d, x: torch.Tensor, want: str) -> t
     return got["t"]
 
 
+def batchnorm_of(model: nn.Module) -> dict[nn.Conv2d, nn.BatchNorm2d]:
+    """Each Conv block's convolution -> the BatchNorm that follows it (where a compensating constant goes)."""
+    return {m.conv: m.bn for m in model.modules() if isinstance(getattr(m, "bn", None), nn.BatchNorm2d)
+            and isinstance(getattr(m, "conv", None), nn.Conv2d)}
+
+
 @torch.no_grad()
 def reconstruct(original: nn.Module, pruned: nn.Module, kept_out: dict[str, list[int]], calib: torch.Tensor,
                 per_image: int = 256, ridge: float = 1e-3, chunk: int = 16, skip: tuple[str, ...] = ("model.0",)) -> int:
@@ -63,8 +69,7 @@ def reconstruct(original: nn.Module, pruned: nn.Module, kept_out: dict[str, list
     input (the image) never changes, so the surgery's slice is already its best fit.
     """
     original.eval(), pruned.eval()
-    bn_of = {m.conv: m.bn for m in pruned.modules() if isinstance(getattr(m, "bn", None), nn.BatchNorm2d)
-             and isinstance(getattr(m, "conv", None), nn.Conv2d)}
+    bn_of = batchnorm_of(pruned)
     done = 0
     for index, (name, conv) in enumerate(pruned.named_modules()):
         if not isinstance(conv, nn.Conv2d) or conv.groups != 1:

@@ -16,7 +16,7 @@ from torch import nn
 from detect.errors import UsageError
 from detect.model import Conv, YOLOv5, channel_spec
 from prune.groups import dependency_graph, prunable_groups
-from prune.reconstruct import reconstruct
+from prune.reconstruct import batchnorm_of, reconstruct
 from prune.select import LayerPlan, global_threshold, plan_layer, uniform_plan
 
 
@@ -143,11 +143,7 @@ def _fold_removed_means(model: YOLOv5, group, dg, calib: torch.Tensor) -> None:
     finally:
         for h in hooks:
             h.remove()
-    bn_of = {
-        m.conv: m.bn
-        for m in model.modules()
-        if isinstance(m, Conv) and isinstance(getattr(m, "bn", None), nn.BatchNorm2d)
-    }
+    bn_of = batchnorm_of(model)
     for conv, idx in consumers.items():
         if conv.groups != 1:
             continue  # depthwise consumers lose the channel with its input; nothing to fold
