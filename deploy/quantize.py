@@ -35,6 +35,7 @@ from detect.errors import UsageError
 
 METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_EXCLUDE = ("decode", "head", "stem")
+CALIBRATION_FORMAT = 2  # 2: minmax over every image (1 kept only the last N mod 16: saved ranges are redone)
 
 
 def cpu_has_vnni() -> bool:
@@ -154,7 +155,7 @@ def quantize(fp32: Path, out: Path, calib: list[Path], meta: dict, method: str =
     batch, _, h, w = meta["input_shape"]
     pre = out.with_name(out.stem + ".pre.onnx")
     quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-    key = hashlib.sha256(json.dumps([method, [str(p) for p in calib], [h, w]]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([method, [str(p) for p in calib], [h, w], CALIBRATION_FORMAT]).encode()).hexdigest()[:16]
     cache = out.with_name("model_int8.calib.json")  # the ranges do not depend on the INT8 encoding: shared
     tag = out.with_name("model_int8.calib.key")
     if cache.is_file() and (not tag.is_file() or tag.read_text() != key):
@@ -168,7 +169,10 @@ def quantize(fp32: Path, out: Path, calib: list[Path], meta: dict, method: str =
             nodes_to_exclude=nodes,
             calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                               "percentile": CalibrationMethod.Percentile}[method],
-            extra_options={"CalibMaxIntermediateOutputs": 16, "ActivationSymmetric": symmetric, "WeightSymmetric": True},
+            # no CalibMaxIntermediateOutputs: ONNX Runtime's MinMax calibrator discards every full chunk
+            # without computing its range (onnxruntime #18893, still so in 1.32), so minmax saw only the
+            # last N mod 16 images and stopped with "No data is collected" for 16, 32, ... images
+            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
             calibration_cache_path=str(cache),
         )
     finally:

@@ -187,3 +187,38 @@ def test_export_int8_cli_end_to_end(tiny_synthetic, tmp_path):
         assert meta["precision"] == "int8" and meta["quantization"]["activations"] == acts
         assert meta["calib_data"] == str(tiny_synthetic)
     assert (out / "model_int8.calib.json").is_file()
+
+
+def _one_conv_graph(path: Path) -> None:
+    """images (1, 3, 32, 32) -> Conv 3x3 (4 filters of ones/27) -> out: a graph small enough to calibrate in a blink."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.full((4, 3, 3, 3), 1 / 27, np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["images", "w"], ["out"], name="conv", pads=[1, 1, 1, 1])], "g",
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 32, 32])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_minmax_calibration_sees_every_image(tmp_path):
+    """ONNX Runtime's MinMax calibrator drops each full chunk of CalibMaxIntermediateOutputs outputs
+    (#18893): with 16 per chunk, 16 images used to stop with "No data is collected" and 17 to keep the
+    last image's range alone. One white image among black ones must set the input's range."""
+    import cv2
+
+    from deploy.quantize import quantize
+
+    fp32 = tmp_path / "model.onnx"
+    _one_conv_graph(fp32)
+    paths = []
+    for i in range(17):
+        paths.append(tmp_path / f"{i:02d}.png")
+        cv2.imwrite(str(paths[-1]), np.full((32, 32, 3), 255 if i == 0 else 0, np.uint8))
+    meta = {"input_shape": [1, 3, 32, 32], "stride": 32}
+    for n in (16, 17):
+        out = tmp_path / str(n) / "model_int8.onnx"
+        out.parent.mkdir()
+        quantize(fp32, out, paths[:n], meta, method="minmax", exclude=["none"])
+        table = json.loads((out.parent / "model_int8.calib.json").read_text())
+        entry = table["data"]["images"]  # ONNX Runtime's TensorsData as JSON
+        assert (entry["lowest"]["data"], entry["highest"]["data"]) == ([0.0], [1.0])
