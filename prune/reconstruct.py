@@ -112,3 +112,46 @@ def _solve_into(conv: nn.Conv2d, bn: nn.BatchNorm2d | None, gram: torch.Tensor, 
         bn.running_mean.sub_(sol[:, -1].to(bn.running_mean.dtype))
     elif conv.bias is not None:
         conv.bias.copy_(sol[:, -1].to(conv.bias.dtype))
+
+
+@torch.no_grad()
+def match_batch_statistics(model: nn.Module, calib: torch.Tensor, chunk: int = 16) -> int:
+    """Re-express every BatchNorm around the statistics its input now has, keeping the eval function.
+
+    After compensation a layer's output matches the unpruned one only in the least-squares sense: its
+    spread is smaller than the running variance it inherited. Evaluation does not mind, but training-mode
+    BatchNorm renormalises by the batch's own spread, so the network fine-tuning starts from is not the one
+    that was validated (on the person task at 0.6x GFLOPs, mAP50-95 0.058 right after pruning, 0.002 after
+    one recovery epoch). Setting the running statistics to the measured ones (m, s^2) and scaling gamma by
+    s / sigma and shifting beta by gamma (m - mu) / sigma leaves every eval-mode output unchanged, while
+    batch statistics now agree with the running ones. Returns how many BatchNorms were re-expressed."""
+    model.eval()
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    sums = {bn: [torch.zeros(bn.num_features, dtype=torch.float64) for _ in range(2)] + [0] for bn in bns}
+
+    def hook(bn, inp, out):
+        x = inp[0].detach().double().transpose(0, 1).flatten(1)
+        s = sums[bn]
+        s[0] += x.sum(1)
+        s[1] += x.pow(2).sum(1)
+        s[2] += x.shape[1]
+
+    handles = [bn.register_forward_hook(hook) for bn in bns]
+    try:
+        for start in range(0, len(calib), chunk):
+            model(calib[start:start + chunk])
+    finally:
+        for h in handles:
+            h.remove()
+    for bn in bns:
+        total, squares, n = sums[bn]
+        mean = total / n
+        var = (squares / n - mean.pow(2)).clamp_min(0)
+        old_std = (bn.running_var.double() + bn.eps).sqrt()
+        new_std = (var + bn.eps).sqrt()
+        gamma = bn.weight.double()
+        bn.bias.add_((gamma * (mean - bn.running_mean.double()) / old_std).to(bn.bias.dtype))
+        bn.weight.mul_((new_std / old_std).to(bn.weight.dtype))
+        bn.running_mean.copy_(mean.to(bn.running_mean.dtype))
+        bn.running_var.copy_(var.to(bn.running_var.dtype))
+    return len(bns)

@@ -16,7 +16,7 @@ from torch import nn
 from detect.errors import UsageError
 from detect.model import Conv, YOLOv5, channel_spec
 from prune.groups import dependency_graph, prunable_groups
-from prune.reconstruct import batchnorm_of, reconstruct
+from prune.reconstruct import batchnorm_of, match_batch_statistics, reconstruct
 from prune.select import LayerPlan, global_threshold, plan_layer, uniform_plan
 
 
@@ -70,6 +70,8 @@ def remove(model: YOLOv5, plans: list[LayerPlan], calib: torch.Tensor | None = N
     With ``calib`` (a batch of real images in [0, 1]) the loss is compensated: ``mean`` folds each
     removed channel's mean activation into the layers that consumed it (``_fold_removed_means``);
     ``reconstruct`` refits every layer by least squares to the unpruned outputs (``prune.reconstruct``).
+    Then every BatchNorm is re-expressed around its input's new statistics (``match_batch_statistics``:
+    the same eval function, and training-mode BatchNorm no longer rescales the compensated layers).
     """
     original = copy.deepcopy(model).eval() if calib is not None and compensation == "reconstruct" else None
     tp, dg, _ = dependency_graph(model.eval(), torch.zeros(1, 3, *shape))
@@ -87,6 +89,8 @@ def remove(model: YOLOv5, plans: list[LayerPlan], calib: torch.Tensor | None = N
     fresh = rebuild(model)
     if original is not None:
         reconstruct(original, fresh, kept_out, calib)
+    if calib is not None:  # training-mode BatchNorm must start from the network that was validated
+        match_batch_statistics(fresh, calib)
     return fresh
 
 
