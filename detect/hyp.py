@@ -64,6 +64,11 @@ def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise bad("true or false")
     elif isinstance(default, int | float):
+        if isinstance(value, str):  # PyYAML (YAML 1.1) reads 1e-3 and 1e9, without a dot, as strings
+            try:
+                value = float(value)
+            except ValueError:
+                raise bad("a number") from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise bad("a number")
         value = type(default)(value) if isinstance(default, float) or float(value).is_integer() else value

@@ -159,3 +159,15 @@ def test_sam_accumulates_across_micro_batches():
     sam2 = SAM(model2, rho=0.1)
     sam2.micro_step(lambda: model2(xs[1]).pow(2).mean(), lambda loss: loss.backward())
     assert torch.allclose(model.weight.grad, g1 + model2.weight.grad, atol=1e-6)
+
+
+def test_hyp_reads_exponent_numbers_that_yaml_leaves_as_strings(tmp_path):
+    """PyYAML (YAML 1.1) reads ``1e-3`` and ``1e9`` without a dot as strings: a hyp file or ``--set`` with
+    them is still a number; a word is still refused."""
+    from detect.errors import UsageError
+
+    f = tmp_path / "hyp.yaml"
+    f.write_text("lr0: 1e-3\n")
+    assert load_hyp(f)["lr0"] == 0.001 and load_hyp(overrides={"lr0": "1e9"})["lr0"] == 1e9
+    with pytest.raises(UsageError, match="lr0 must be a number, got 'fast'"):
+        load_hyp(overrides={"lr0": "fast"})

@@ -241,6 +241,12 @@ def test_cli_end_to_end_and_bad_input(tmp_path, tiny_synthetic):
         str(tmp_path / "x"),
     )
     assert bad.returncode == 2 and "--ratio must be in (0, 1)" in bad.stderr
+    diverged = _run("-m", "prune", "--weights", str(ckpt), "--data", str(tiny_synthetic), "--ratio", "0.3", "--img", "64",
+                    "--batch", "2", "--finetune-epochs", "1", "--latency-iters", "0", "--workers", "0", "--set",
+                    "warmup_epochs=0", "nominal_batch=2", "lr0=1e9", "--out", str(tmp_path / "diverged"))
+    assert diverged.returncode == 1 and "Traceback" not in diverged.stderr, diverged.stderr
+    assert "error: recovery training diverged: non-finite loss" in diverged.stderr
+    assert (tmp_path / "diverged" / "pruned_untuned.pt").is_file()
 
 
 def test_sparsity_training_is_recorded_and_quoted_by_the_report(tmp_path, tiny_synthetic):
