@@ -30,6 +30,7 @@ class PruneConfig:
     round_to: int = 8
     calib_images: int = 64
     compensation: str = "reconstruct"  # or "mean": how removed channels are compensated (prune.surgery)
+    match_bn: bool = False  # re-express BatchNorms around the compensated statistics (prune.surgery.remove)
     finetune_epochs: int = 0  # after the last step
     distill: bool = False
     sensitivity: bool = False
@@ -110,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compensation", choices=COMPENSATIONS, default="reconstruct",
                    help="reconstruct: refit every layer by least squares to the unpruned outputs (3x the mAP of the "
                    "mean fold right after pruning, docs/BENCHMARKS.md); mean: fold removed channels' means into consumers")
+    p.add_argument("--match-bn", action="store_true",
+                   help="after compensation, re-express every BatchNorm around its input's statistics on the "
+                   "calibration images (same eval function): helped recovery where those images look like the "
+                   "training batches, hurt it under sliced training (docs/BENCHMARKS.md)")
     p.add_argument("--finetune-epochs", type=int, default=0, help="fine-tuning epochs after the last step")
     p.add_argument("--distill", action="store_true", help="recover with the unpruned model as teacher")
     p.add_argument("--sensitivity", action="store_true",

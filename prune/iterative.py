@@ -47,7 +47,8 @@ def run_steps(model, names: list[str], config, evaluate, calib_for, finetune) ->
         removed = None if config.ratio is None else 1 - (1 - config.ratio) ** (k / config.steps)
         plans, _ = plan(current, config.strategy, removed, config.threshold, config.min_keep, config.round_to,
                         original=widths)
-        pruned = remove(copy.deepcopy(current), plans, calib_for(current), compensation=config.compensation)
+        pruned = remove(copy.deepcopy(current), plans, calib_for(current), compensation=config.compensation,
+                         match_bn=config.match_bn)
         folder = config.out / f"step{k}" if config.steps > 1 else config.out
         untuned = folder / "pruned_untuned.pt"
         atomic_save(make_checkpoint(pruned, names, meta={"pruned": {"step": k, "removed": removed}}), untuned)

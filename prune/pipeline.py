@@ -151,7 +151,7 @@ def _report(c: PruneConfig, model, pruned, before, after, tuned, gsum, ckpt, ste
         "threshold": c.threshold if c.threshold is not None else float("nan"), "steps": steps,
         "step_epochs": c.step_epochs, "max_drop": c.max_drop, "stopped": stopped,
         "min_keep": c.min_keep, "round_to": c.round_to,
-        "calibration_images": 0 if calib is None else len(calib), "compensation": c.compensation,
+        "calibration_images": 0 if calib is None else len(calib), "compensation": c.compensation, "match_bn": c.match_bn,
         "shape": list(shape),
         "params_before": count_params(model), "params_after": count_params(pruned),
         "gflops_before": count_gflops(model, shape), "gflops_after": count_gflops(pruned, shape),

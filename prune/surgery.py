@@ -64,14 +64,15 @@ COMPENSATIONS = ("reconstruct", "mean")
 
 
 def remove(model: YOLOv5, plans: list[LayerPlan], calib: torch.Tensor | None = None,
-           shape: tuple[int, int] = (64, 64), compensation: str = "mean") -> YOLOv5:
+           shape: tuple[int, int] = (64, 64), compensation: str = "mean", match_bn: bool = False) -> YOLOv5:
     """Remove the channels ``plans`` drop (``model`` is modified, then rebuilt as a plain YOLOv5).
 
     With ``calib`` (a batch of real images in [0, 1]) the loss is compensated: ``mean`` folds each
     removed channel's mean activation into the layers that consumed it (``_fold_removed_means``);
     ``reconstruct`` refits every layer by least squares to the unpruned outputs (``prune.reconstruct``).
-    Then every BatchNorm is re-expressed around its input's new statistics (``match_batch_statistics``:
-    the same eval function, and training-mode BatchNorm no longer rescales the compensated layers).
+    ``match_bn``: then every BatchNorm is re-expressed around its input's new statistics on ``calib``
+    (``match_batch_statistics``: the same eval function; training-mode BatchNorm no longer rescales the
+    compensated layers). It helps only where ``calib`` looks like the training batches (docs/BENCHMARKS.md).
     """
     original = copy.deepcopy(model).eval() if calib is not None and compensation == "reconstruct" else None
     tp, dg, _ = dependency_graph(model.eval(), torch.zeros(1, 3, *shape))
@@ -89,7 +90,7 @@ def remove(model: YOLOv5, plans: list[LayerPlan], calib: torch.Tensor | None = N
     fresh = rebuild(model)
     if original is not None:
         reconstruct(original, fresh, kept_out, calib)
-    if calib is not None:  # training-mode BatchNorm must start from the network that was validated
+    if calib is not None and match_bn:  # training-mode BatchNorm starts from the network that was validated
         match_batch_statistics(fresh, calib)
     return fresh
 
