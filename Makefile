@@ -24,7 +24,7 @@ HYP ?= configs/hyp/default.yaml
 SET ?=
 # pruning: the defaults are the setting measured to keep accuracy (docs/BENCHMARKS.md): uniform 10%,
 # least-squares reconstruction, distilled recovery with configs/hyp/recover.yaml; larger RATIO needs
-# slack (sparsity training, more data, more epochs): at 0.6x GFLOPs the proof kept two thirds of mAP
+# slack (sparsity training, more data, more epochs): at 0.6x GFLOPs the proof kept 0.67-0.70 of mAP
 SPARSITY ?= 0.001
 SPARSITY_MODE ?= channel
 RATIO ?= 0.1

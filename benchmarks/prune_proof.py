@@ -136,11 +136,10 @@ def strategy_run(task: Task, base: Path, strategy: str, args) -> dict:
 
     t0 = time.perf_counter()
     done = task.root / strategy / "report.json"
-    same = lambda r: (r["weights"], r["ratio"], len(r["steps"]), r["finetune_epochs"]) == (  # noqa: E731
-        str(base), ratio, args.steps, c.finetune_epochs)
-    if done.is_file() and same(json.loads(done.read_text())):
-        report = json.loads(done.read_text())  # a finished run with these settings (delete the folder to redo it)
-        print(f"{strategy}: reusing {done}")
+    report = json.loads(done.read_text()) if done.is_file() else None
+    if report is not None and (report["weights"], report["ratio"], len(report["steps"]), report["finetune_epochs"]) == (
+            str(base), ratio, args.steps, c.finetune_epochs):
+        print(f"{strategy}: reusing {done}")  # a finished run with these settings (delete the folder to redo it)
     else:
         report = run(c)
     final = task.root / strategy / "pruned.pt"

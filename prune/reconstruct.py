@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from detect.optim import batchnorms
+
 
 class _Stop(Exception):
     """Raised by a capture hook: the rest of the forward pass is not needed."""
@@ -126,15 +128,12 @@ def match_batch_statistics(model: nn.Module, calib: torch.Tensor, chunk: int = 1
     s / sigma and shifting beta by gamma (m - mu) / sigma leaves every eval-mode output unchanged, while
     batch statistics now agree with the running ones. Returns how many BatchNorms were re-expressed."""
     model.eval()
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    sums = {bn: [torch.zeros(bn.num_features, dtype=torch.float64) for _ in range(2)] + [0] for bn in bns}
+    bns = batchnorms(model)
+    sums = {bn: torch.zeros(3, bn.num_features, dtype=torch.float64) for bn in bns}  # count, sum, sum of squares
 
     def hook(bn, inp, out):
         x = inp[0].detach().double().transpose(0, 1).flatten(1)
-        s = sums[bn]
-        s[0] += x.sum(1)
-        s[1] += x.pow(2).sum(1)
-        s[2] += x.shape[1]
+        sums[bn] += torch.stack([torch.full_like(x[:, 0], x.shape[1]), x.sum(1), x.pow(2).sum(1)])
 
     handles = [bn.register_forward_hook(hook) for bn in bns]
     try:
@@ -144,7 +143,7 @@ def match_batch_statistics(model: nn.Module, calib: torch.Tensor, chunk: int = 1
         for h in handles:
             h.remove()
     for bn in bns:
-        total, squares, n = sums[bn]
+        n, total, squares = sums[bn]
         mean = total / n
         var = (squares / n - mean.pow(2)).clamp_min(0)
         old_std = (bn.running_var.double() + bn.eps).sqrt()
