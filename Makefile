@@ -24,7 +24,8 @@ HYP ?= configs/hyp/default.yaml
 SET ?=
 # pruning: the defaults are the setting measured to keep accuracy (docs/BENCHMARKS.md): uniform 10%,
 # least-squares reconstruction, distilled recovery with configs/hyp/recover.yaml; larger RATIO needs
-# slack (sparsity training, more data, more epochs): at 0.6x GFLOPs the proof kept 0.67-0.70 of mAP
+# slack (sparsity training, more data, more epochs): at 0.6x GFLOPs the proof kept 0.85 of mAP with
+# FT_FINAL_HYP=configs/hyp/rewind.yaml and 15 fine-tuning epochs
 SPARSITY ?= 0.001
 SPARSITY_MODE ?= channel
 RATIO ?= 0.1
@@ -32,6 +33,10 @@ STEPS ?= 1
 STEP_EPOCHS ?= 2
 FT_EPOCHS ?= 5
 FT_HYP ?= configs/hyp/recover.yaml
+# a speed budget instead of RATIO (e.g. GFLOPS=0.6), and the fine-tuning's own recipe after a large
+# prune (FT_FINAL_HYP=configs/hyp/rewind.yaml: the training schedule's learning rate, docs/BENCHMARKS.md)
+GFLOPS ?=
+FT_FINAL_HYP ?=
 # the sparse run's last.pt (its sparsest weights; best.pt is usually an early, less sparse epoch)
 PRUNE_WEIGHTS ?= $(firstword $(wildcard $(OUT)/train-sparse/weights/last.pt $(OUT)/train/weights/best.pt))
 # deployment; BENCH_DATA calibrates INT8 and scores each bench row (coco128 for the official weights)
@@ -74,9 +79,10 @@ train-sparse: data  ## as train, plus L1 sparsity SPARSITY on BatchNorm gamma (f
 
 prune: data  ## prune PRUNE_WEIGHTS by RATIO (STRATEGY uniform|gamma, STEPS), distilled recovery; OUT/prune
 	@test -n "$(PRUNE_WEIGHTS)" || { echo "prune: no trained weights: run make train-sparse (or make train) first, or set PRUNE_WEIGHTS"; exit 2; }
-	$(PY) -m prune --weights $(PRUNE_WEIGHTS) --data $(DATA) --ratio $(RATIO) --steps $(STEPS) \
-	  --step-epochs $(STEP_EPOCHS) --finetune-epochs $(FT_EPOCHS) --distill $(if $(STRATEGY),--strategy $(STRATEGY)) \
-	  --img $(TRAIN_IMG) --batch $(BATCH) --device $(DEVICE) --hyp $(FT_HYP) --out $(OUT)/prune
+	$(PY) -m prune --weights $(PRUNE_WEIGHTS) --data $(DATA) $(if $(GFLOPS),--gflops $(GFLOPS),--ratio $(RATIO)) \
+	  --steps $(STEPS) --step-epochs $(STEP_EPOCHS) --finetune-epochs $(FT_EPOCHS) --distill \
+	  $(if $(STRATEGY),--strategy $(STRATEGY)) --img $(TRAIN_IMG) --batch $(BATCH) --device $(DEVICE) \
+	  --hyp $(FT_HYP) $(if $(FT_FINAL_HYP),--finetune-hyp $(FT_FINAL_HYP)) --out $(OUT)/prune
 
 val: data  ## COCO mAP of WEIGHTS on DATA (val split) and the error report in OUT/val/report; VAL_ARGS="--augment"
 	$(PY) -m detect.val --weights $(WEIGHTS) --data $(DATA) --img $(IMG) --batch $(BATCH) --device $(DEVICE) \

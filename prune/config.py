@@ -22,6 +22,7 @@ class PruneConfig:
     out: Path
     ratio: float | None = None  # share of prunable channels removed in all
     threshold: float | None = None  # or: remove channels whose |gamma| is at or below this (one step)
+    gflops: float | None = None  # or: prune until this share of the GFLOPs at report_shape is left
     strategy: str | None = None  # None: uniform (it won the proof, docs/BENCHMARKS.md), gamma with --threshold
     steps: int = 1
     step_epochs: int = 0  # recovery epochs after each step (through fit)
@@ -41,6 +42,7 @@ class PruneConfig:
     workers: int = 2
     device: str = "cpu"
     hyp: str | None = None  # None: configs/hyp/recover.yaml
+    finetune_hyp: str | None = None  # for --finetune-epochs; None: as hyp
     set: list[str] = field(default_factory=list)
     report_shape: tuple[int, int] = (384, 640)
     latency_iters: int = 50
@@ -49,15 +51,18 @@ class PruneConfig:
         self.weights, self.out = Path(self.weights), Path(self.out)
         self.strategy = self.strategy or ("gamma" if self.threshold is not None else "uniform")
         self.hyp = self.hyp or str(RECOVER_HYP)
+        self.finetune_hyp = self.finetune_hyp or self.hyp
         self.report_shape = tuple(self.report_shape)
         check(self)
 
 
 def check(c: PruneConfig) -> None:
-    if (c.ratio is None) == (c.threshold is None):
-        raise UsageError("give exactly one of --ratio and --threshold")
+    if sum(v is not None for v in (c.ratio, c.threshold, c.gflops)) != 1:
+        raise UsageError("give exactly one of --ratio, --gflops and --threshold")
     if c.ratio is not None and not 0 < c.ratio < 1:
         raise UsageError(f"--ratio must be in (0, 1), got {c.ratio}")
+    if c.gflops is not None and not 0 < c.gflops < 1:
+        raise UsageError(f"--gflops must be in (0, 1), got {c.gflops}")
     if not 0 <= c.min_keep <= 1:
         raise UsageError(f"--min-keep must be in [0, 1], got {c.min_keep}")
     if c.threshold is not None and c.strategy != "gamma":
@@ -66,8 +71,8 @@ def check(c: PruneConfig) -> None:
         raise UsageError(f"--compensation must be one of {', '.join(COMPENSATIONS)}, got {c.compensation!r}")
     if c.strategy not in STRATEGIES:
         raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {c.strategy!r}")
-    if c.steps > 1 and c.ratio is None:
-        raise UsageError("--steps needs --ratio (the total share to remove)")
+    if c.steps > 1 and c.threshold is not None:
+        raise UsageError("--steps needs --ratio or --gflops (the target the steps divide)")
     cli.check_img(c.img)
     if c.val_img is not None:
         cli.check_img(c.val_img, flag="--val-img")
@@ -94,12 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="data.yaml (validation before/after; recovery training)")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--ratio", type=float, help="share of prunable channels to remove in all, in (0, 1)")
+    g.add_argument("--gflops", type=float,
+                   help="prune until this share of the GFLOPs at --report-shape is left, in (0, 1): the speed budget; "
+                   "each of --steps reaches an equal geometric share of it, planned on the model as it is then")
     g.add_argument("--threshold", type=float, help="remove channels whose |gamma| is at or below this")
     p.add_argument("--strategy", choices=STRATEGIES, default=None,
                    help="uniform: the same share of every layer by filter L1 norm (the default: it beat gamma in "
                    "docs/BENCHMARKS.md); gamma: one global |gamma| threshold (network slimming, for sparsity-trained "
                    "weights)")
-    p.add_argument("--steps", type=int, default=1, help="reach --ratio in this many equal geometric steps")
+    p.add_argument("--steps", type=int, default=1, help="reach --ratio or --gflops in this many equal geometric steps")
     p.add_argument("--step-epochs", type=int, default=0, help="recovery epochs after each step")
     p.add_argument("--max-drop", type=float, default=None,
                    help="with --steps > 1: stop, keeping the last good model, when mAP50-95 after a step's recovery "
@@ -128,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hyp", default=None,
                    help="hyperparameter file for recovery and fine-tuning (default: configs/hyp/recover.yaml, "
                    "the fine-tuning recipe at lr0 0.001 without warmup)")
+    p.add_argument("--finetune-hyp", default=None,
+                   help="hyperparameter file for --finetune-epochs (default: as --hyp); after a large prune, "
+                   "configs/hyp/rewind.yaml (the training schedule's learning rate: 0.474 vs 0.399 of 0.572 at 0.6x GFLOPs "
+                   "on the synthetic set, docs/BENCHMARKS.md)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="hyperparameters for recovery/fine-tuning")
     p.add_argument("--report-shape", type=int, nargs=2, default=[384, 640], metavar=("H", "W"),
                    help="input shape for GFLOPs and latency")

@@ -1,13 +1,14 @@
 """Iterative pruning: K equal geometric steps, each followed by a short recovery through ``fit()``.
 
 After step k, ``1 - (1 - R)^(k/K)`` of the *unpruned* prunable channels are gone (equal geometric
-steps), so step K lands on the widths a one-shot prune by R keeps — planning each step on what remains
-instead rounded up to ``--round-to`` at every step and stopped short of the target (0.78x GFLOPs for a
-0.6x target in three steps). After each step the pruned model is evaluated, recovered for ``step_epochs`` (distilled
-from the *unpruned* model with ``--distill``) and evaluated again; when mAP50-95 falls more
-than ``max_drop`` below the start, the loop stops and keeps the last good model (between steps only:
-a single step's recovery is the final fine-tuning). Works from
-weights that were never sparsity-trained (Torch-Pruning's YOLOv8 recipe does the same).
+steps; with ``--gflops G``, the share that leaves ``G^(k/K)`` of the GFLOPs), so step K lands on the
+widths a one-shot prune by R keeps — planning each step on what remains instead rounded up to
+``--round-to`` at every step and stopped short of the target (0.78x GFLOPs for a 0.6x target in three
+steps). After each step the pruned model is evaluated, recovered for ``step_epochs`` (distilled from
+the *unpruned* model with ``--distill``) and evaluated again; when mAP50-95 falls more than
+``max_drop`` below the start, the loop stops and keeps the last good model (between steps only: a
+single step's recovery is the final fine-tuning). Works from weights that were never
+sparsity-trained (Torch-Pruning's YOLOv8 recipe does the same).
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from pathlib import Path
 
 from detect.model import count_gflops
 from detect.weights import atomic_save, load_model, make_checkpoint
-from prune.select import step_share
-from prune.surgery import group_widths, plan, remove
+from prune.surgery import group_widths, plan, ratio_for_gflops, remove
 
 
 @dataclass
@@ -40,11 +40,11 @@ def run_steps(model, names: list[str], config, evaluate, calib_for, finetune) ->
     """
     start = evaluate(model)["map50_95"]
     gflops0 = count_gflops(model, config.report_shape)
-    share = step_share(config.ratio, config.steps) if config.ratio is not None else None
     widths = group_widths(model)
-    current, current_path, records, stopped = model, config.weights, [], None
+    current, current_path, records, stopped, before = model, config.weights, [], None, 0.0
     for k in range(1, config.steps + 1):
-        removed = None if config.ratio is None else 1 - (1 - config.ratio) ** (k / config.steps)
+        removed = step_target(current, config, k, widths, gflops0)
+        share = None if removed is None else 1 - (1 - removed) / (1 - before)  # of what this step starts from
         plans, _ = plan(current, config.strategy, removed, config.threshold, config.min_keep, config.round_to,
                         original=widths)
         pruned = remove(copy.deepcopy(current), plans, calib_for(current), compensation=config.compensation,
@@ -68,9 +68,23 @@ def run_steps(model, names: list[str], config, evaluate, calib_for, finetune) ->
             print(f"stopping: {stopped}")
             records.append(rec)
             break
-        current, current_path = pruned, Path(path)
+        current, current_path, before = pruned, Path(path), removed or 0.0
         records.append(rec)
     return current, current_path, [asdict(r) for r in records], stopped
+
+
+def step_target(model, config, k: int, widths: dict[str, int], gflops0: float) -> float | None:
+    """The share of the unpruned channels removed once step k is done (None: a |gamma| threshold).
+
+    With ``--gflops G`` step k is planned on the model as it is then to leave ``G^(k/K)`` of the unpruned
+    GFLOPs: a global |gamma| criterion picks other layers after each recovery, so a fixed channel share
+    missed the budget (0.69x for a 0.6x target in three steps, docs/BENCHMARKS.md).
+    """
+    if config.gflops is not None:
+        target = config.gflops ** (k / config.steps)
+        return ratio_for_gflops(model, config.strategy, target, config.report_shape, config.min_keep,
+                                config.round_to, original=widths, base=gflops0)
+    return None if config.ratio is None else 1 - (1 - config.ratio) ** (k / config.steps)
 
 
 def reload(path: Path):

@@ -8,6 +8,7 @@ fine-tuning -> OUT/pruned.pt, report.json, report.md (+ plots).
 from __future__ import annotations
 
 import copy
+import statistics
 import sys
 from pathlib import Path
 
@@ -49,14 +50,15 @@ def evaluate(model, samples, names, img: int, batch: int, workers: int, device="
     return {"map50": m["map50"], "map50_95": m["map50_95"]}
 
 
-def finetune(c: PruneConfig, checkpoint: Path, epochs: int, out: Path, share: float | None = None) -> FitResult:
+def finetune(c: PruneConfig, checkpoint: Path, epochs: int, out: Path, share: float | None = None,
+             hyp_file: str | None = None) -> FitResult:
     """Recovery training of a pruned checkpoint through ``fit`` (distilled from the unpruned one with --distill).
 
     Its warmup is 10% of its epochs at most, and none after a small step (<= 10% of the channels): the
     weights are already trained.
     """
     overrides = parse_overrides(c.set)
-    hyp = load_hyp(c.hyp, overrides)
+    hyp = load_hyp(hyp_file or c.hyp, overrides)
     if "warmup_epochs" not in overrides:  # the warmup scales with the recovery: 10% of it, none after a small step
         hyp["warmup_epochs"] = 0.0 if share is not None and share <= 0.1 else min(hyp["warmup_epochs"], 0.1 * epochs)
     config = TrainConfig(data=c.data, out=out, model=str(checkpoint), weights=str(checkpoint),
@@ -68,16 +70,27 @@ def finetune(c: PruneConfig, checkpoint: Path, epochs: int, out: Path, share: fl
     return result
 
 
-def onnx_latency(ckpt_path: Path, out: Path, shape: tuple[int, int], iters: int) -> float:
-    """Median ONNX Runtime CPU latency (ms, batch 1, model only) of a checkpoint exported at ``shape``."""
+def onnx_latencies(ckpts: dict[str, Path], out: Path, shape: tuple[int, int], iters: int,
+                   rounds: int = 5) -> dict[str, float]:
+    """ONNX Runtime CPU latency (ms, batch 1, model only) of each checkpoint exported at ``shape``, interleaved:
+    ``rounds`` rounds of ``iters / rounds`` runs of every model, the median of the rounds' medians. Timed one
+    after the other, a slow spell on a shared machine lands on one model (the same baseline read 15.7 and
+    23.5 ms in two proof runs, docs/BENCHMARKS.md)."""
     from deploy.bench import _test_image, bench_backend
     from deploy.export import export
     from deploy.runtime import OnnxBackend
 
-    fp32, *_ = export(ckpt_path, out, shape)
-    backend = OnnxBackend(fp32, torch.device("cpu"))
-    r = bench_backend("ONNX Runtime FP32 CPU", backend, shape, 1, _test_image(out), warmup=10, iters=iters, cuda=False)
-    return r["model"]["p50_ms"]
+    backends = {name: OnnxBackend(export(path, out / f"onnx_{name}", shape)[0], torch.device("cpu"))
+                for name, path in ckpts.items()}
+    image = _test_image(out)
+    for name, backend in backends.items():  # warm every session up before the first timed round
+        bench_backend(name, backend, shape, 1, image, warmup=10, iters=1, cuda=False)
+    times: dict[str, list[float]] = {name: [] for name in backends}
+    for _ in range(rounds):
+        for name, backend in backends.items():
+            r = bench_backend(name, backend, shape, 1, image, warmup=1, iters=max(1, iters // rounds), cuda=False)
+            times[name].append(r["model"]["p50_ms"])
+    return {name: float(statistics.median(t)) for name, t in times.items()}
 
 
 def calibration_batch(cfg, img: int, n: int) -> torch.Tensor | None:
@@ -126,15 +139,13 @@ def run(c: PruneConfig) -> dict:
     after = score(pruned)
     tuned, final = {"map50": None, "map50_95": None}, pruned_path
     if c.finetune_epochs > 0 and pruned is not model:
-        result = finetune(c, pruned_path, c.finetune_epochs, c.out / "finetune")
+        result = finetune(c, pruned_path, c.finetune_epochs, c.out / "finetune", hyp_file=c.finetune_hyp)
         tuned, final = {k: result.summary[k] for k in ("map50", "map50_95")}, result.best
     atomic_write_bytes(Path(final).read_bytes(), c.out / "pruned.pt")
     report = _report(c, model, pruned, before, after, tuned, gsum, ckpt, steps, stopped, calib)
     if c.latency_iters > 0:
-        report["onnx_latency_ms"] = {
-            "before": onnx_latency(c.weights, c.out / "onnx_before", c.report_shape, c.latency_iters),
-            "after": onnx_latency(c.out / "pruned.pt", c.out / "onnx_after", c.report_shape, c.latency_iters),
-        }
+        report["onnx_latency_ms"] = onnx_latencies({"before": c.weights, "after": c.out / "pruned.pt"}, c.out,
+                                                   c.report_shape, c.latency_iters)
     layers = report["layers"]
     plots(c.out, gammas, report["threshold"] if report["threshold"] == report["threshold"] else 0.0, layers)
     write_json(report, c.out / "report.json")
@@ -148,8 +159,10 @@ def _report(c: PruneConfig, model, pruned, before, after, tuned, gsum, ckpt, ste
     shape = c.report_shape
     return {
         "weights": str(c.weights), "data": str(c.data), "strategy": c.strategy, "ratio": c.ratio,
+        "gflops_target": c.gflops,
         "threshold": c.threshold if c.threshold is not None else float("nan"), "steps": steps,
-        "step_epochs": c.step_epochs, "max_drop": c.max_drop, "stopped": stopped,
+        "step_epochs": c.step_epochs, "max_drop": c.max_drop, "stopped": stopped, "hyp": c.hyp,
+        "finetune_hyp": c.finetune_hyp, "set": c.set,
         "min_keep": c.min_keep, "round_to": c.round_to,
         "calibration_images": 0 if calib is None else len(calib), "compensation": c.compensation, "match_bn": c.match_bn,
         "shape": list(shape),

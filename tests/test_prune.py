@@ -204,6 +204,8 @@ def test_cli_end_to_end_and_bad_input(tmp_path, tiny_synthetic):
         "2",
         "--workers",
         "0",
+        "--finetune-hyp",
+        "configs/hyp/rewind.yaml",
         "--set",
         "warmup_epochs=0",
         "--out",
@@ -226,6 +228,8 @@ def test_cli_end_to_end_and_bad_input(tmp_path, tiny_synthetic):
         assert key in rep, key
     assert rep["params_after"] < rep["params_before"] and rep["layers"][0].keys() == {"name", "kept", "total"}
     assert (out / "gamma.png").is_file() and (out / "report.md").read_text().startswith("# Pruning report")
+    assert rep["finetune_hyp"] == "configs/hyp/rewind.yaml" and rep["hyp"].endswith("recover.yaml")
+    assert "lr0: 0.01\n" in (out / "finetune" / "hyp.yaml").read_text()  # the fine-tuning ran with its own file
     v = _run("-m", "detect.val", "--weights", str(out / "pruned.pt"), "--data", str(tiny_synthetic), "--img", "64")
     assert v.returncode == 0, v.stderr
     bad = _run(
@@ -241,6 +245,9 @@ def test_cli_end_to_end_and_bad_input(tmp_path, tiny_synthetic):
         str(tmp_path / "x"),
     )
     assert bad.returncode == 2 and "--ratio must be in (0, 1)" in bad.stderr
+    bad = _run("-m", "prune", "--weights", str(ckpt), "--data", str(tiny_synthetic), "--gflops", "1.2", "--out",
+               str(tmp_path / "x"))
+    assert bad.returncode == 2 and "--gflops must be in (0, 1)" in bad.stderr
     diverged = _run("-m", "prune", "--weights", str(ckpt), "--data", str(tiny_synthetic), "--ratio", "0.3", "--img", "64",
                     "--batch", "2", "--finetune-epochs", "1", "--latency-iters", "0", "--workers", "0", "--set",
                     "warmup_epochs=0", "nominal_batch=2", "lr0=1e9", "--out", str(tmp_path / "diverged"))

@@ -10,7 +10,7 @@ import torch
 from detect.hyp import load_hyp
 from detect.model import build_model, count_gflops, default_arch
 from detect.train.hooks import ChannelSparsity, sparsity_hook
-from detect.weights import atomic_save, make_checkpoint
+from detect.weights import atomic_save, load_model, make_checkpoint
 from prune.config import PruneConfig
 from prune.groups import prunable_groups, separation
 from prune.regularize import GroupSparsity
@@ -132,20 +132,30 @@ def test_iterative_pruning_reaches_the_ratio_in_k_steps(tmp_path, tiny_synthetic
     assert "| step |" in (tmp_path / "it" / "report.md").read_text()
 
 
+def _randomise_gamma(model) -> None:
+    """Distinct BatchNorm |gamma| in [0.1, 1] (a fresh model's are all 1: every global threshold ties)."""
+    with torch.no_grad():
+        for bn in model.modules():
+            if isinstance(bn, torch.nn.BatchNorm2d):
+                bn.weight.uniform_(0.1, 1.0)
+
+
+def _saved_model_with_random_gamma(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(default_arch("yolov5n", nc=1)).eval()
+    _randomise_gamma(model)
+    ckpt = tmp_path / "m.pt"
+    atomic_save(make_checkpoint(model, ["a"]), ckpt)
+    return model, ckpt
+
+
 @pytest.mark.parametrize("strategy", ["uniform", "gamma"])
 def test_iterative_steps_land_on_the_one_shot_widths(tmp_path, strategy):
     """Three steps to 0.36 with --round-to 8 keep what one step keeps: planning each step on what remains
     rounded up at every step (yolov5n's 16-channel layers never shrank) and stopped at 0.78x for 0.6x."""
     from prune.iterative import run_steps
 
-    torch.manual_seed(0)
-    model = build_model(default_arch("yolov5n", nc=1)).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.1, 1.0)
-    ckpt = tmp_path / "m.pt"
-    atomic_save(make_checkpoint(model, ["a"]), ckpt)
+    model, ckpt = _saved_model_with_random_gamma(tmp_path)
     config = PruneConfig(weights=ckpt, data="unused.yaml", out=tmp_path, ratio=0.36, steps=3, strategy=strategy,
                          round_to=8, min_keep=0.1)
     final, _, steps, _ = run_steps(model, ["a"], config, lambda m: {"map50_95": 0.5}, lambda m: None, None)
@@ -153,6 +163,27 @@ def test_iterative_steps_land_on_the_one_shot_widths(tmp_path, strategy):
     g0 = count_gflops(model, (64, 64))
     assert [round(s["share"], 4) for s in steps] == [round(1 - 0.64 ** (k / 3), 4) for k in (1, 2, 3)]
     assert count_gflops(final, (64, 64)) / g0 == pytest.approx(count_gflops(one_shot, (64, 64)) / g0, abs=0.03)
+
+
+def test_gflops_steps_meet_the_budget_when_recovery_reorders_gamma(tmp_path):
+    """--gflops 0.6 in three global-|gamma| steps, each recovery reshuffling gamma (as training does): every
+    step lands in [0.6^(k/3) - 0.01, 0.6^(k/3)] of the unpruned GFLOPs, re-planned on the model it starts from."""
+    from prune.iterative import run_steps
+
+    model, ckpt = _saved_model_with_random_gamma(tmp_path)
+
+    def recover(path, epochs, out, share):
+        assert 0 < share < 0.5  # of what this step started from
+        m, _ = load_model(path, "cpu", fuse=False)
+        _randomise_gamma(m)
+        return m, {"map50_95": 0.5}, path
+
+    config = PruneConfig(weights=ckpt, data="unused.yaml", out=tmp_path, gflops=0.6, steps=3, step_epochs=1,
+                         strategy="gamma", round_to=1, min_keep=0.1, report_shape=(64, 64))
+    final, _, steps, _ = run_steps(model, ["a"], config, lambda m: {"map50_95": 0.5}, lambda m: None, recover)
+    for k, s in enumerate(steps, 1):
+        assert 0.6 ** (k / 3) - 0.011 <= s["gflops_ratio"] <= 0.6 ** (k / 3) + 1e-9
+    assert count_gflops(final, (64, 64)) / count_gflops(model, (64, 64)) <= 0.6
 
 
 def test_max_drop_stops_and_keeps_the_last_good_model(tmp_path):
