@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -72,24 +73,34 @@ def finetune(c: PruneConfig, checkpoint: Path, epochs: int, out: Path, share: fl
 
 def onnx_latencies(ckpts: dict[str, Path], out: Path, shape: tuple[int, int], iters: int,
                    rounds: int = 5) -> dict[str, float]:
-    """ONNX Runtime CPU latency (ms, batch 1, model only) of each checkpoint exported at ``shape``, interleaved:
-    ``rounds`` rounds of ``iters / rounds`` runs of every model, the median of the rounds' medians. Timed one
-    after the other, a slow spell on a shared machine lands on one model (the same baseline read 15.7 and
-    23.5 ms in two proof runs, docs/BENCHMARKS.md)."""
-    from deploy.bench import _test_image, bench_backend
+    """ONNX Runtime CPU latency (ms, batch 1, ``session.run`` only) of each checkpoint exported at ``shape``,
+    interleaved: ``rounds`` rounds of ``iters / rounds`` runs of every model, the median of the rounds' medians.
+
+    Timed one after the other, a slow spell of a shared machine lands on one model (the same baseline read
+    15.7 and 23.5 ms in two proof runs); and nothing but ONNX Runtime runs in the loop: torch work between the
+    timings (deploy.bench's preprocessing and NMS) leaves its OpenMP threads spinning on the same cores, which
+    moved single figures by up to 1.6x (docs/BENCHMARKS.md, slimming round 6).
+    """
+    import numpy as np
+
     from deploy.export import export
     from deploy.runtime import OnnxBackend
 
     backends = {name: OnnxBackend(export(path, out / f"onnx_{name}", shape)[0], torch.device("cpu"))
                 for name, path in ckpts.items()}
-    image = _test_image(out)
-    for name, backend in backends.items():  # warm every session up before the first timed round
-        bench_backend(name, backend, shape, 1, image, warmup=10, iters=1, cuda=False)
+    x = np.random.default_rng(0).random((1, 3, *shape), dtype=np.float32)  # latency does not depend on content
+    for backend in backends.values():  # warm every session up before the first timed round
+        for _ in range(5):
+            backend.run(x)
     times: dict[str, list[float]] = {name: [] for name in backends}
     for _ in range(rounds):
         for name, backend in backends.items():
-            r = bench_backend(name, backend, shape, 1, image, warmup=1, iters=max(1, iters // rounds), cuda=False)
-            times[name].append(r["model"]["p50_ms"])
+            runs = []
+            for _ in range(max(1, iters // rounds)):
+                t0 = time.perf_counter()
+                backend.run(x)
+                runs.append(time.perf_counter() - t0)
+            times[name].append(1000 * statistics.median(runs))
     return {name: float(statistics.median(t)) for name, t in times.items()}
 
 
