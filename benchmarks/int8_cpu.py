@@ -14,6 +14,7 @@ mAP50-95 on the val split at the export shape. Writes OUT/summary.json and print
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import sys
@@ -26,6 +27,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from deploy.bench import time_interleaved  # noqa: E402
 from deploy.export import export  # noqa: E402
 from deploy.quantize import export_int8  # noqa: E402
 from deploy.runtime import OnnxBackend, OpenVinoBackend  # noqa: E402
@@ -78,16 +80,8 @@ def latency(models: dict, batch: int, shape, rounds: int, iters: int) -> dict:
     x = torch.rand(batch, 3, *shape)
     runners = {(name, label): make(kind, dirs[batch] / file, half)
                for name, dirs in models.items() for label, file, kind, half in ROWS}
-    times = {k: [] for k in runners}
-    for r in runners.values():
-        for _ in range(3):
-            r(x)
-    for _ in range(rounds):
-        for k, r in runners.items():
-            for _ in range(iters):
-                t = time.perf_counter()
-                r(x)
-                times[k].append(time.perf_counter() - t)
+    per_round = time_interleaved({k: functools.partial(r, x) for k, r in runners.items()}, rounds, iters, warmup=3)
+    times = {k: [t for r in rounds_ for t in r] for k, rounds_ in per_round.items()}
     out = {}
     for (name, label), t in times.items():
         base = np.median(times[(name, "ONNX Runtime FP32")])

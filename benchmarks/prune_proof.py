@@ -107,10 +107,9 @@ class Task:
                      gflops: float | None = None):
         sets = [f"{k}={v}" for k, v in {"nominal_batch": 16, **self.sets}.items()]
         return PruneConfig(weights=weights, data=str(self.data), out=out, strategy=strategy, ratio=ratio, gflops=gflops,
-                           steps=steps,
-                           step_epochs=step_epochs, distill=self.distill, img=self.img, val_img=self.val_img, batch=16,
-                           round_to=8, hyp=str(RECOVER_HYP), finetune_hyp=str(self.finetune_hyp), set=sets,
-                           latency_iters=0)
+                           steps=steps, step_epochs=step_epochs, distill=self.distill, img=self.img,
+                           val_img=self.val_img, batch=16, round_to=8, hyp=str(RECOVER_HYP),
+                           finetune_hyp=str(self.finetune_hyp), set=sets, latency_iters=0)
 
 
 def starting_weights(task: Task, args) -> Path:
@@ -251,12 +250,11 @@ def run_task(name: str, args) -> dict:
             best = Path(task.train(start, args.budget, root / folder, hyp_file=hyp_file).best)  # else reused
         tuned[folder] = (best, task.score(load_model(best, "cpu", fuse=False)[0]))
     tuned_path, tuned_map = max(tuned.values(), key=lambda t: t[1])
+    base, base_map, base_epochs = (start, start_map, 0) if start_map >= tuned_map else (tuned_path, tuned_map, args.budget)
     # the pruned models fine-tune at the rate that served the baseline: rewound where the data carried lr0 0.01
     # (synthetic: 0.642 vs 0.572), gentle where it pulled the start down (person: 0.173, and pruned models
     # fine-tuned at that rate fell to 0.000; docs/BENCHMARKS.md, slimming round 6)
-    rewound = tuned["baseline_rewind"][1] >= max(start_map, tuned["baseline_ft"][1])
-    task.finetune_hyp = REWIND_HYP if rewound else RECOVER_HYP
-    base, base_map, base_epochs = (start, start_map, 0) if start_map >= tuned_map else (tuned_path, tuned_map, args.budget)
+    task.finetune_hyp = REWIND_HYP if base == tuned["baseline_rewind"][0] else RECOVER_HYP
     print(f"{name}: start {start_map:.4f}, fine-tuned {', '.join(f'{k} {v[1]:.4f}' for k, v in tuned.items())}; "
           f"baseline {base}", flush=True)
     runs = {s: strategy_run(task, base, s, args) for s in ("gamma", "uniform")}

@@ -8,9 +8,9 @@ fine-tuning -> OUT/pruned.pt, report.json, report.md (+ plots).
 from __future__ import annotations
 
 import copy
+import functools
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -83,25 +83,16 @@ def onnx_latencies(ckpts: dict[str, Path], out: Path, shape: tuple[int, int], it
     """
     import numpy as np
 
+    from deploy.bench import time_interleaved
     from deploy.export import export
     from deploy.runtime import OnnxBackend
 
     backends = {name: OnnxBackend(export(path, out / f"onnx_{name}", shape)[0], torch.device("cpu"))
                 for name, path in ckpts.items()}
     x = np.random.default_rng(0).random((1, 3, *shape), dtype=np.float32)  # latency does not depend on content
-    for backend in backends.values():  # warm every session up before the first timed round
-        for _ in range(5):
-            backend.run(x)
-    times: dict[str, list[float]] = {name: [] for name in backends}
-    for _ in range(rounds):
-        for name, backend in backends.items():
-            runs = []
-            for _ in range(max(1, iters // rounds)):
-                t0 = time.perf_counter()
-                backend.run(x)
-                runs.append(time.perf_counter() - t0)
-            times[name].append(1000 * statistics.median(runs))
-    return {name: float(statistics.median(t)) for name, t in times.items()}
+    runners = {name: functools.partial(backend.run, x) for name, backend in backends.items()}
+    times = time_interleaved(runners, rounds, max(1, iters // rounds), warmup=5)
+    return {name: 1000 * statistics.median(statistics.median(r) for r in per_round) for name, per_round in times.items()}
 
 
 def calibration_batch(cfg, img: int, n: int) -> torch.Tensor | None:
