@@ -17,8 +17,10 @@ GFLOPs (at 384x640, each step re-planned on the model it starts from: python -m 
 followed by --step-epochs recovery epochs (recover.yaml; none with one step), then the rest as fine-tuning
 with the recipe that served the baseline (rewind.yaml's training-schedule rate where the rewound baseline
 won, recover.yaml otherwise; distilled from the unpruned model on the synthetic task; not
-on the person task, whose COCO teacher pulls objectness away from "person only"). ``pruned`` uses network slimming's
-global |gamma| criterion, ``uniform`` the same share of every layer by filter L1 norm. The curve
+on the person task, whose COCO teacher pulls objectness away from "person only"). ``pruned`` uses --strategy
+(default l1: one global threshold on filter L1 norms relative to their layer's mean, widths rounded to
+--round-to 16; gamma: network slimming's global |gamma|), ``uniform`` the same share of every layer by filter
+L1 norm (rounded to 8: at 16 one share per layer jumps from 0.66 to 0.36 x yolov5n's GFLOPs). The curve
 prunes one-shot to 0.8/0.6/0.5/0.4 x GFLOPs with each strategy and fine-tunes --curve-epochs. Removed
 channels are compensated by least-squares reconstruction (the pruning default) on 64 training images.
 
@@ -50,10 +52,13 @@ from prune.pipeline import calibration_batch, evaluate, finetune, onnx_latencies
 from prune.surgery import plan, ratio_for_gflops, remove  # noqa: E402
 
 SHAPE = (384, 640)
+STRATEGY_LABELS = {"l1": "global filter L1 (relative to its layer)", "gamma": "network slimming (global |gamma|)",
+                   "uniform": "uniform (filter L1)"}
 CURVE = (0.8, 0.6, 0.5, 0.4)
 FINETUNE_HYP = REPO / "configs/hyp/finetune.yaml"  # the baseline's fine-tuning
 RECOVER_HYP = REPO / "configs/hyp/recover.yaml"  # pruned models' recovery between steps
 REWIND_HYP = REPO / "configs/hyp/rewind.yaml"  # pruned models' fine-tuning after the last step
+UNIFORM_ROUND_TO = 8  # one share per layer at 16 cannot land near 0.6x (0.656 or 0.362 of yolov5n's GFLOPs)
 BASELINE_RECIPES = {"baseline_ft": FINETUNE_HYP, "baseline_rewind": REWIND_HYP}  # folder -> hyp; the best counts
 
 
@@ -104,11 +109,11 @@ class Task:
         return fit(config)
 
     def prune_config(self, weights: Path, out: Path, strategy: str, ratio: float | None, steps: int, step_epochs: int,
-                     gflops: float | None = None):
+                     gflops: float | None = None, round_to: int = 8):
         sets = [f"{k}={v}" for k, v in {"nominal_batch": 16, **self.sets}.items()]
         return PruneConfig(weights=weights, data=str(self.data), out=out, strategy=strategy, ratio=ratio, gflops=gflops,
                            steps=steps, step_epochs=step_epochs, distill=self.distill, img=self.img,
-                           val_img=self.val_img, batch=16, round_to=8, hyp=str(RECOVER_HYP),
+                           val_img=self.val_img, batch=16, round_to=round_to, hyp=str(RECOVER_HYP),
                            finetune_hyp=str(self.finetune_hyp), set=sets, latency_iters=0)
 
 
@@ -132,12 +137,13 @@ def starting_weights(task: Task, args) -> Path:
     return path
 
 
-def strategy_run(task: Task, base: Path, strategy: str, args) -> dict:
+def strategy_run(task: Task, base: Path, strategy: str, round_to: int, args) -> dict:
     """Iterative pruning to the GFLOPs target, then fine-tuning, within 1.5 B epochs in all."""
     model, _ = load_model(base, "cpu", fuse=False)
     budget = math.floor(1.5 * args.budget)
     step_epochs = 0 if args.steps == 1 else min(args.step_epochs, budget // args.steps)  # one step: no recovery
-    c = task.prune_config(base, task.root / strategy, strategy, None, args.steps, step_epochs, gflops=args.target)
+    c = task.prune_config(base, task.root / strategy, strategy, None, args.steps, step_epochs, gflops=args.target,
+                          round_to=round_to)
     c.finetune_epochs = budget - step_epochs * args.steps
     from prune.pipeline import run
 
@@ -145,8 +151,9 @@ def strategy_run(task: Task, base: Path, strategy: str, args) -> dict:
     done = task.root / strategy / "report.json"
     report = json.loads(done.read_text()) if done.is_file() else None
     key = lambda r: (r["weights"], r.get("gflops_target"), len(r["steps"]), r["finetune_epochs"],  # noqa: E731
-                     r.get("finetune_hyp"))
-    if report is not None and key(report) == (str(base), args.target, args.steps, c.finetune_epochs, c.finetune_hyp):
+                     r.get("finetune_hyp"), r["round_to"])
+    if report is not None and key(report) == (str(base), args.target, args.steps, c.finetune_epochs, c.finetune_hyp,
+                                              round_to):
         print(f"{strategy}: reusing {done}")  # a finished run with these settings (delete the folder to redo it)
     else:
         report = run(c)
@@ -157,29 +164,30 @@ def strategy_run(task: Task, base: Path, strategy: str, args) -> dict:
             "steps": report["steps"], "wall_s": time.perf_counter() - t0}
 
 
-def curve(task: Task, base: Path, args) -> dict:
+def curve(task: Task, base: Path, strategies: dict[str, int], args) -> dict:
     """mAP50-95 after the same short distilled fine-tuning, one-shot pruned to each GFLOPs ratio.
 
     Saved to TASK/curve/points.json and reused by a later run with the same baseline and --curve-epochs."""
     cache = task.root / "curve" / "points.json"
-    key = {"baseline": str(base), "curve_epochs": args.curve_epochs, "finetune_hyp": str(task.finetune_hyp)}
-    out = {"gamma": {}, "uniform": {}}
+    key = {"baseline": str(base), "curve_epochs": args.curve_epochs, "finetune_hyp": str(task.finetune_hyp),
+           "strategies": strategies}
+    out = {s: {} for s in strategies}
     if cache.is_file() and json.loads(cache.read_text()).get("key") == key:
         out = json.loads(cache.read_text())["points"]
         print(f"curve: reusing the points in {cache}")
     model, _ = load_model(base, "cpu", fuse=False)
     calib = calibration_batch(task.cfg, task.img, 64)
-    for strategy in ("gamma", "uniform"):
+    for strategy, round_to in strategies.items():
         for target in CURVE:
             if str(target) in out[strategy]:
                 continue
-            ratio = ratio_for_gflops(model, strategy, target, SHAPE, round_to=8)
-            plans, _ = plan(model, strategy, ratio, None, 0.1, 8)
+            ratio = ratio_for_gflops(model, strategy, target, SHAPE, round_to=round_to)
+            plans, _ = plan(model, strategy, ratio, None, 0.1, round_to)
             pruned = remove(copy.deepcopy(model), plans, calib, compensation="reconstruct")
             folder = task.root / "curve" / f"{strategy}_{target}"
             untuned = folder / "pruned_untuned.pt"
             atomic_save(make_checkpoint(pruned, task.cfg.names), untuned)
-            c = task.prune_config(base, folder, strategy, ratio, 1, 0)
+            c = task.prune_config(base, folder, strategy, ratio, 1, 0, round_to=round_to)
             try:
                 tuned = finetune(c, untuned, args.curve_epochs, folder / "finetune",
                                  hyp_file=c.finetune_hyp).summary["map50_95"]
@@ -200,7 +208,8 @@ def plot_curve(path: Path, points: dict, baseline: float) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for strategy, label in (("gamma", "network slimming (global |gamma|)"), ("uniform", "uniform (filter L1)")):
+    for strategy, label in points.items():
+        label = STRATEGY_LABELS[strategy]
         pts = sorted((v["gflops_ratio"], v["map50_95"]) for v in points[strategy].values() if v["map50_95"] is not None)
         ax.plot(*zip(*pts), "o-", label=label)
     ax.axhline(baseline, color="k", ls="--", lw=1, label="baseline")
@@ -257,22 +266,25 @@ def run_task(name: str, args) -> dict:
     task.finetune_hyp = REWIND_HYP if base == tuned["baseline_rewind"][0] else RECOVER_HYP
     print(f"{name}: start {start_map:.4f}, fine-tuned {', '.join(f'{k} {v[1]:.4f}' for k, v in tuned.items())}; "
           f"baseline {base}", flush=True)
-    runs = {s: strategy_run(task, base, s, args) for s in ("gamma", "uniform")}
-    lat = onnx_latencies({"baseline": base, "pruned": runs["gamma"]["weights"], "uniform": runs["uniform"]["weights"]},
+    rounding = {args.strategy: args.round_to, "uniform": UNIFORM_ROUND_TO}
+    runs = {s: strategy_run(task, base, s, r, args) for s, r in rounding.items()}
+    pruned = runs[args.strategy]
+    lat = onnx_latencies({"baseline": base, "pruned": pruned["weights"], "uniform": runs["uniform"]["weights"]},
                          root, SHAPE, args.latency_iters)
-    points = curve(task, base, args) if args.curve_epochs > 0 else {}
+    points = curve(task, base, rounding, args) if args.curve_epochs > 0 else {}
     rel = lambda p: os.path.relpath(p, root)  # noqa: E731
     summary = {
         "task": name, "img": task.val_img, "train_img": task.img, "budget_epochs": args.budget,
         "baseline_map50_95": base_map, "baseline_start_map50_95": start_map, "baseline_finetuned_map50_95": tuned_map,
         "baseline_recipes": {k: v[1] for k, v in tuned.items()}, "finetune_hyp": os.path.relpath(task.finetune_hyp, REPO),
-        "pruned_map50_95": runs["gamma"]["map50_95"], "uniform_map50_95": runs["uniform"]["map50_95"],
-        "gflops_ratio": runs["gamma"]["gflops_ratio"], "uniform_gflops_ratio": runs["uniform"]["gflops_ratio"],
+        "strategy": args.strategy, "round_to": rounding,
+        "pruned_map50_95": pruned["map50_95"], "uniform_map50_95": runs["uniform"]["map50_95"],
+        "gflops_ratio": pruned["gflops_ratio"], "uniform_gflops_ratio": runs["uniform"]["gflops_ratio"],
         "ort_latency_ratio": lat["pruned"] / lat["baseline"],
         "uniform_ort_latency_ratio": lat["uniform"] / lat["baseline"], "ort_latency_ms": lat,
-        "epochs_total": {"baseline": base_epochs, "pruned": runs["gamma"]["epochs"],
+        "epochs_total": {"baseline": base_epochs, "pruned": pruned["epochs"],
                          "uniform": runs["uniform"]["epochs"]},
-        "baseline_weights": rel(base), "pruned_weights": rel(runs["gamma"]["weights"]),
+        "baseline_weights": rel(base), "pruned_weights": rel(pruned["weights"]),
         "uniform_weights": rel(runs["uniform"]["weights"]),
         "steps": {s: runs[s]["steps"] for s in runs}, "channel_ratio": {s: runs[s]["ratio"] for s in runs},
         "curve": points, "target_gflops": args.target,
@@ -295,6 +307,11 @@ def main() -> int:
     p.add_argument("--task", choices=["person", "synthetic", "both"], default="both")
     p.add_argument("--budget", type=int, default=10, help="B: the baseline's fine-tuning epochs")
     p.add_argument("--target", type=float, default=0.6, help="GFLOPs ratio the pruned models aim at")
+    p.add_argument("--strategy", choices=["l1", "gamma"], default="l1",
+                   help="the pruned model's criterion (the uniform control always runs beside it)")
+    p.add_argument("--round-to", type=int, default=16,
+                   help="the pruned model's widths: multiples of 16 keep ONNX Runtime's AVX-512 kernels in their "
+                   "blocked layout (docs/BENCHMARKS.md, slimming round 7)")
     p.add_argument("--steps", type=int, default=1,
                    help="K (round 6 ran 1; round 5 ran 3 with recover.yaml fine-tuning, docs/BENCHMARKS.md)")
     p.add_argument("--step-epochs", type=int, default=2)

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from detect.errors import UsageError
 from detect.hyp import load_hyp
 from detect.model import build_model, count_gflops, default_arch
 from detect.train.hooks import ChannelSparsity, sparsity_hook
@@ -109,6 +110,28 @@ def test_uniform_keeps_the_same_share_of_every_layer():
     assert pruned(torch.zeros(1, 3, 64, 64), raw=True)[0].shape[-1] == 6
 
 
+def _conv_filters(model, name: str) -> torch.Tensor:
+    return dict(model.named_modules())[name].conv.weight
+
+
+def test_l1_compares_layers_by_filters_relative_to_their_layer():
+    """One global threshold on filter L1 / layer mean: scaling a whole layer's filters changes nothing (raw norms
+    would empty the small layer first), while weak filters inside a layer go first, and rounding keeps blocks."""
+    torch.manual_seed(0)
+    model = build_model(default_arch("yolov5n", nc=1))
+    before = {p.name: p.keep for p in plan(model, "l1", 0.3)[0]}
+    with torch.no_grad():
+        _conv_filters(model, "model.7").mul_(1e-3)  # a whole layer 1000x smaller: the same relative norms
+    assert {p.name: p.keep for p in plan(model, "l1", 0.3)[0]} == before
+    with torch.no_grad():
+        _conv_filters(model, "model.7")[:128].mul_(1e-3)  # half of its 256 filters weak against the rest
+    plans = {p.name: p for p in plan(model, "l1", 0.3, round_to=16)[0]}
+    assert set(plans["model.7"].keep) <= set(range(128, 256)) and len(plans["model.7"].keep) % 16 == 0
+    assert all(len(p.keep) % 16 == 0 or len(p.keep) == p.total for p in plans.values())
+    with pytest.raises(UsageError, match="--ratio or --gflops"):
+        plan(model, "l1", None, threshold=0.5)
+
+
 def test_steps_share_compounds_to_the_target():
     assert (1 - step_share(0.5, 4)) ** 4 == pytest.approx(0.5)
 
@@ -149,7 +172,7 @@ def _saved_model_with_random_gamma(tmp_path):
     return model, ckpt
 
 
-@pytest.mark.parametrize("strategy", ["uniform", "gamma"])
+@pytest.mark.parametrize("strategy", ["uniform", "gamma", "l1"])
 def test_iterative_steps_land_on_the_one_shot_widths(tmp_path, strategy):
     """Three steps to 0.36 with --round-to 8 keep what one step keeps: planning each step on what remains
     rounded up at every step (yolov5n's 16-channel layers never shrank) and stopped at 0.78x for 0.6x."""
