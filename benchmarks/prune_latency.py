@@ -6,9 +6,9 @@
 Each variant ``strategy:round_to`` prunes W one-shot to --gflops x its GFLOPs at 384x640 (python -m prune's
 ``ratio_for_gflops``, least-squares reconstruction on 64 training images of D) and is measured with no
 training at all: the GFLOPs it landed on, mAP50-95 on D's val split at --img right after the surgery (how
-much the choice of channels kept), ONNX Runtime FP32 latency at 384x640, batch 1 (``session.run`` alone, all
-models interleaved: ``prune.pipeline.onnx_latencies``), and the layout conversions ONNX Runtime inserted
-(``ReorderInput``/``ReorderOutput`` nodes of its optimised graph: on x86 it runs convolutions in a blocked
+much the choice of channels kept), ONNX Runtime FP32 latency at 384x640, batch 1 (``session.run`` alone, each
+model in a process of its own, interleaved: ``prune.pipeline.onnx_latencies``), and the layout conversions ONNX
+Runtime inserted (``ReorderInput``/``ReorderOutput`` nodes of its optimised graph: on x86 it runs convolutions in a blocked
 channel layout, NCHWc, whose block is 16 channels with AVX-512 and 8 with AVX2; a width outside the block
 sends the tensor back and forth). Two more rows swap the criterion at fixed widths — ``gamma:16/pick-l1``
 keeps gamma's widths but the largest filters, ``uniform:8/pick-gamma`` the reverse — to separate how many

@@ -8,8 +8,6 @@ fine-tuning -> OUT/pruned.pt, report.json, report.md (+ plots).
 from __future__ import annotations
 
 import copy
-import functools
-import statistics
 import sys
 from pathlib import Path
 
@@ -73,26 +71,20 @@ def finetune(c: PruneConfig, checkpoint: Path, epochs: int, out: Path, share: fl
 
 def onnx_latencies(ckpts: dict[str, Path], out: Path, shape: tuple[int, int], iters: int,
                    rounds: int = 5) -> dict[str, float]:
-    """ONNX Runtime CPU latency (ms, batch 1, ``session.run`` only) of each checkpoint exported at ``shape``,
-    interleaved: ``rounds`` rounds of ``iters / rounds`` runs of every model, the median of the rounds' medians.
+    """ONNX Runtime CPU latency (ms, batch 1, ``session.run`` only) of each checkpoint exported at ``shape``:
+    ``rounds`` rounds of ``iters / rounds`` runs of every model, each run of runs in a fresh process of its own
+    (``deploy.session_timer``), the median of the rounds' medians.
 
     Timed one after the other, a slow spell of a shared machine lands on one model (the same baseline read
-    15.7 and 23.5 ms in two proof runs); and nothing but ONNX Runtime runs in the loop: torch work between the
-    timings (deploy.bench's preprocessing and NMS) leaves its OpenMP threads spinning on the same cores, which
-    moved single figures by up to 1.6x (docs/BENCHMARKS.md, slimming round 6).
+    15.7 and 23.5 ms in two proof runs); timed interleaved in one process, the other sessions and torch's
+    threads shared the cores with the one timed (a 1.5x swing with its place in the round, slimming round 7).
     """
-    import numpy as np
-
-    from deploy.bench import time_interleaved
     from deploy.export import export
-    from deploy.runtime import OnnxBackend
+    from deploy.session_timer import median_ms, time_isolated
 
-    backends = {name: OnnxBackend(export(path, out / f"onnx_{name}", shape)[0], torch.device("cpu"))
-                for name, path in ckpts.items()}
-    x = np.random.default_rng(0).random((1, 3, *shape), dtype=np.float32)  # latency does not depend on content
-    runners = {name: functools.partial(backend.run, x) for name, backend in backends.items()}
-    times = time_interleaved(runners, rounds, max(1, iters // rounds), warmup=5)
-    return {name: 1000 * statistics.median(statistics.median(r) for r in per_round) for name, per_round in times.items()}
+    files = {name: export(path, out / f"onnx_{name}", shape)[0] for name, path in ckpts.items()}
+    times = time_isolated(files, (1, 3, *shape), rounds, max(1, iters // rounds), warmup=5)
+    return {name: median_ms(per_round) for name, per_round in times.items()}
 
 
 def calibration_batch(cfg, img: int, n: int) -> torch.Tensor | None:

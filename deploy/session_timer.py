@@ -1,0 +1,60 @@
+"""ONNX Runtime CPU latency as a deployment sees it: each model alone, in a fresh process of its own.
+
+Timed in one process, the same file read 14.8 ms when its session was created and run first in each round and
+22.5 ms when last, among nine sessions (docs/BENCHMARKS.md, slimming round 7): sessions' idle thread pools and
+the torch threads of the caller share the 2 cores with the one being timed. A fresh process per measurement
+leaves nothing else there; interleaving the models round by round spreads a slow spell of a shared machine
+over all of them. The child is this module run with ``python -m`` (not multiprocessing's spawn, which re-runs
+the caller's main script); it imports only numpy and onnxruntime, so it starts quickly.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def time_session(path: str, shape: tuple[int, ...], iters: int, warmup: int) -> list[float]:
+    """Seconds per ``session.run`` of the ONNX file at ``path`` on a random input of ``shape`` (CPU provider)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: np.random.default_rng(0).random(shape, dtype=np.float32)}
+    for _ in range(warmup):
+        session.run(None, feed)
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        session.run(None, feed)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def time_isolated(files: dict[str, Path], shape: tuple[int, ...], rounds: int = 5, iters: int = 20,
+                  warmup: int = 5) -> dict[str, list[list[float]]]:
+    """``time_session`` of every file in a fresh process, ``rounds`` rounds of all files in turn.
+    Returns key -> one list of call times per round."""
+    times: dict[str, list[list[float]]] = {key: [] for key in files}
+    for _ in range(rounds):
+        for key, path in files.items():
+            cmd = [sys.executable, "-m", __name__, str(path), str(iters), str(warmup), *map(str, shape)]
+            child = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+            if child.returncode != 0:
+                raise RuntimeError(f"timing {path} failed: {child.stderr.strip()[-500:]}")
+            times[key].append(json.loads(child.stdout))
+    return times
+
+
+def median_ms(per_round: list[list[float]]) -> float:
+    """The median of the rounds' medians, in milliseconds: one slow round moves it little."""
+    return 1000 * statistics.median(statistics.median(r) for r in per_round)
+
+
+if __name__ == "__main__":  # the child: PATH ITERS WARMUP DIM... -> a JSON list of seconds on stdout
+    path, iters, warmup, *dims = sys.argv[1:]
+    print(json.dumps(time_session(path, tuple(map(int, dims)), int(iters), int(warmup))))
