@@ -37,6 +37,9 @@ FT_HYP ?= configs/hyp/recover.yaml
 # prune (FT_FINAL_HYP=configs/hyp/rewind.yaml: the training schedule's learning rate, docs/BENCHMARKS.md)
 GFLOPS ?=
 FT_FINAL_HYP ?=
+# widths rounded up to a multiple of ROUND_TO: 8 for TensorRT and AVX2 CPUs; 16 for ONNX Runtime on AVX-512
+# CPUs (with STRATEGY=l1: 0.68x the latency at 0.58x GFLOPs, uniform at 8: 0.81x, docs/BENCHMARKS.md)
+ROUND_TO ?= 8
 # the sparse run's last.pt (its sparsest weights; best.pt is usually an early, less sparse epoch)
 PRUNE_WEIGHTS ?= $(firstword $(wildcard $(OUT)/train-sparse/weights/last.pt $(OUT)/train/weights/best.pt))
 # deployment; BENCH_DATA calibrates INT8 and scores each bench row (coco128 for the official weights)
@@ -77,12 +80,12 @@ train-sparse: data  ## as train, plus L1 sparsity SPARSITY on BatchNorm gamma (f
 	  --batch $(BATCH) --hyp $(HYP) --device $(DEVICE) --out $(OUT)/train-sparse \
 	  --set sparsity=$(SPARSITY) sparsity_mode=$(SPARSITY_MODE) $(SET)
 
-prune: data  ## prune PRUNE_WEIGHTS by RATIO (STRATEGY uniform|gamma, STEPS), distilled recovery; OUT/prune
+prune: data  ## prune PRUNE_WEIGHTS by RATIO or GFLOPS (STRATEGY uniform|l1|gamma, STEPS, ROUND_TO), distilled recovery; OUT/prune
 	@test -n "$(PRUNE_WEIGHTS)" || { echo "prune: no trained weights: run make train-sparse (or make train) first, or set PRUNE_WEIGHTS"; exit 2; }
 	$(PY) -m prune --weights $(PRUNE_WEIGHTS) --data $(DATA) $(if $(GFLOPS),--gflops $(GFLOPS),--ratio $(RATIO)) \
 	  --steps $(STEPS) --step-epochs $(STEP_EPOCHS) --finetune-epochs $(FT_EPOCHS) --distill \
-	  $(if $(STRATEGY),--strategy $(STRATEGY)) --img $(TRAIN_IMG) --batch $(BATCH) --device $(DEVICE) \
-	  --hyp $(FT_HYP) $(if $(FT_FINAL_HYP),--finetune-hyp $(FT_FINAL_HYP)) --out $(OUT)/prune
+	  $(if $(STRATEGY),--strategy $(STRATEGY)) --round-to $(ROUND_TO) --img $(TRAIN_IMG) --batch $(BATCH) \
+	  --device $(DEVICE) --hyp $(FT_HYP) $(if $(FT_FINAL_HYP),--finetune-hyp $(FT_FINAL_HYP)) --out $(OUT)/prune
 
 val: data  ## COCO mAP of WEIGHTS on DATA (val split) and the error report in OUT/val/report; VAL_ARGS="--augment"
 	$(PY) -m detect.val --weights $(WEIGHTS) --data $(DATA) --img $(IMG) --batch $(BATCH) --device $(DEVICE) \

@@ -1,10 +1,10 @@
 """ONNX Runtime CPU latency as a deployment sees it: each model alone, in a fresh process of its own.
 
-Timed in one process, the same file read 14.8 ms when its session was created and run first in each round and
-22.5 ms when last, among nine sessions (docs/BENCHMARKS.md, slimming round 7): sessions' idle thread pools and
-the torch threads of the caller share the 2 cores with the one being timed. A fresh process per measurement
-leaves nothing else there; interleaving the models round by round spreads a slow spell of a shared machine
-over all of them. The child is this module run with ``python -m`` (not multiprocessing's spawn, which re-runs
+Timed in one process, interleaved, five models' ratios to the baseline moved with the order their sessions were
+created (one read 0.64 of the baseline in one order and 1.00 in the other, docs/BENCHMARKS.md, slimming round 7);
+one process per measurement gave 0.67 and 0.68. A fresh process leaves nothing else there (no other session's
+threads, no torch threads of the caller); interleaving the models round by round spreads a slow spell of a
+shared machine over all of them (the same file read 14.4 and 22.3 ms ten minutes apart: compare ratios). The child is this module run with ``python -m`` (not multiprocessing's spawn, which re-runs
 the caller's main script); it imports only numpy and onnxruntime, so it starts quickly.
 """
 

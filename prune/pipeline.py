@@ -76,8 +76,8 @@ def onnx_latencies(ckpts: dict[str, Path], out: Path, shape: tuple[int, int], it
     (``deploy.session_timer``), the median of the rounds' medians.
 
     Timed one after the other, a slow spell of a shared machine lands on one model (the same baseline read
-    15.7 and 23.5 ms in two proof runs); timed interleaved in one process, the other sessions and torch's
-    threads shared the cores with the one timed (a 1.5x swing with its place in the round, slimming round 7).
+    15.7 and 23.5 ms in two proof runs); timed interleaved in one process, a model's ratio to the baseline
+    moved with the order the sessions were created (0.64 or 1.00 for the same file, slimming round 7).
     """
     from deploy.export import export
     from deploy.session_timer import median_ms, time_isolated
