@@ -38,7 +38,7 @@ FT_HYP ?= configs/hyp/recover.yaml
 GFLOPS ?=
 FT_FINAL_HYP ?=
 # widths rounded up to a multiple of ROUND_TO: 8 for TensorRT and AVX2 CPUs; 16 for ONNX Runtime on AVX-512
-# CPUs (with STRATEGY=l1: 0.68x the latency at 0.58x GFLOPs, uniform at 8: 0.81x, docs/BENCHMARKS.md)
+# CPUs (STRATEGY=l1 ROUND_TO=16: 0.64-0.67x the latency at 0.58x GFLOPs; uniform at 8: 0.76-0.81x; docs/BENCHMARKS.md)
 ROUND_TO ?= 8
 # the sparse run's last.pt (its sparsest weights; best.pt is usually an early, less sparse epoch)
 PRUNE_WEIGHTS ?= $(firstword $(wildcard $(OUT)/train-sparse/weights/last.pt $(OUT)/train/weights/best.pt))
