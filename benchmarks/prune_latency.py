@@ -34,7 +34,7 @@ from detect.data.labels import scan_split  # noqa: E402
 from detect.model import count_gflops  # noqa: E402
 from detect.weights import atomic_save, build_from_checkpoint, load_checkpoint, make_checkpoint  # noqa: E402
 from prune.pipeline import calibration_batch, evaluate, onnx_latencies  # noqa: E402
-from prune.select import LayerPlan  # noqa: E402
+from prune.select import LayerPlan, top_channels  # noqa: E402
 from prune.surgery import filter_l1_scores, group_scores, plan, ratio_for_gflops, remove  # noqa: E402
 
 SHAPE = (384, 640)
@@ -52,8 +52,7 @@ def variant_plans(model, name: str, target: float) -> list[LayerPlan]:
     if rescore is None:
         return plans
     scores = {n: s for n, _, s in rescore(model, torch.zeros(1, 3, 64, 64))}
-    return [LayerPlan(p.name, p.total, sorted(scores[p.name].argsort(descending=True)[: len(p.keep)].tolist()))
-            for p in plans]
+    return [LayerPlan(p.name, p.total, top_channels(scores[p.name], len(p.keep))) for p in plans]
 
 
 def safe(name: str) -> str:

@@ -208,10 +208,9 @@ def plot_curve(path: Path, points: dict, baseline: float) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for strategy, label in points.items():
-        label = STRATEGY_LABELS[strategy]
-        pts = sorted((v["gflops_ratio"], v["map50_95"]) for v in points[strategy].values() if v["map50_95"] is not None)
-        ax.plot(*zip(*pts), "o-", label=label)
+    for strategy, by_target in points.items():
+        pts = sorted((v["gflops_ratio"], v["map50_95"]) for v in by_target.values() if v["map50_95"] is not None)
+        ax.plot(*zip(*pts), "o-", label=STRATEGY_LABELS[strategy])
     ax.axhline(baseline, color="k", ls="--", lw=1, label="baseline")
     ax.axhline(0.9 * baseline, color="grey", ls=":", lw=1, label="0.9 x baseline")
     ax.set(xlabel="GFLOPs ratio at 384x640", ylabel="mAP50-95", title="Speed / accuracy after the same fine-tuning")

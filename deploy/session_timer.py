@@ -4,8 +4,10 @@ Timed in one process, interleaved, five models' ratios to the baseline moved wit
 created (one read 0.64 of the baseline in one order and 1.00 in the other, docs/BENCHMARKS.md, slimming round 7);
 one process per measurement gave 0.67 and 0.68. A fresh process leaves nothing else there (no other session's
 threads, no torch threads of the caller); interleaving the models round by round spreads a slow spell of a
-shared machine over all of them (the same file read 14.4 and 22.3 ms ten minutes apart: compare ratios). The child is this module run with ``python -m`` (not multiprocessing's spawn, which re-runs
-the caller's main script); it imports only numpy and onnxruntime, so it starts quickly.
+shared machine over all of them (the same file read 14.4 and 22.3 ms ten minutes apart: compare ratios).
+The child is this module run with ``python -m`` (not multiprocessing's spawn, which re-runs the caller's main
+script); it imports only numpy and onnxruntime, so it starts quickly — which is also why its timing loop does
+not reuse ``deploy.bench``'s (that module imports torch and OpenCV).
 """
 
 from __future__ import annotations

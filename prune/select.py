@@ -22,6 +22,11 @@ class LayerPlan:
     clamped: bool = False  # the threshold wanted fewer than --min-keep
 
 
+def top_channels(scores: torch.Tensor, n: int) -> list[int]:
+    """The indices of the ``n`` highest-scoring channels, in channel order."""
+    return sorted(scores.argsort(descending=True)[:n].tolist())
+
+
 def global_threshold(scores: list[torch.Tensor], ratio: float | None, threshold: float | None) -> float:
     """The |gamma| below (or at) which channels go: given directly, or the ``ratio`` quantile."""
     if threshold is not None:
@@ -47,8 +52,7 @@ def plan_layer(name: str, scores: torch.Tensor, thr: float, min_keep: float, rou
     n = max(n, floor, 1)
     if round_to > 1:
         n = min(total, math.ceil(n / round_to) * round_to)
-    order = scores.argsort(descending=True)[:n]
-    return LayerPlan(name, total, sorted(order.tolist()), clamped)
+    return LayerPlan(name, total, top_channels(scores, n), clamped)
 
 
 def uniform_plan(name: str, scores: torch.Tensor, share: float, round_to: int = 1, original: int | None = None) -> LayerPlan:
@@ -61,7 +65,7 @@ def uniform_plan(name: str, scores: torch.Tensor, share: float, round_to: int = 
     n = min(total, max(1, math.ceil((1 - share) * (original or total))))
     if round_to > 1:
         n = min(total, math.ceil(n / round_to) * round_to)
-    return LayerPlan(name, total, sorted(scores.argsort(descending=True)[:n].tolist()))
+    return LayerPlan(name, total, top_channels(scores, n))
 
 
 def step_share(target: float, steps: int) -> float:

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from detect.model import count_gflops
-from prune.select import LayerPlan
+from prune.select import LayerPlan, top_channels
 from prune.surgery import group_scores, remove
 
 
@@ -26,7 +26,7 @@ def scan(model, evaluate, calib, share: float, shape: tuple[int, int], progress:
     rows = []
     for name, _, scores in tqdm(groups, desc="sensitivity", disable=None if progress else True):
         keep_n = max(1, round(len(scores) * (1 - share)))
-        keep = sorted(scores.argsort(descending=True)[:keep_n].tolist())
+        keep = top_channels(scores, keep_n)
         plans = [LayerPlan(name, len(scores), keep)]
         pruned = remove(copy.deepcopy(model), plans, calib)
         m = evaluate(pruned)["map50_95"]
