@@ -269,3 +269,19 @@ def test_distillation_is_zero_at_the_teacher_and_works_for_one_class():
     distillation_loss(moved, teacher, hyp).backward()
     assert moved[0].grad[..., :5].abs().sum() > 0  # box and objectness terms
     assert moved[0].grad[..., 5].abs().sum() == 0  # one class: no class term, as in the detection loss
+
+
+def test_sensitivity_scan_removes_a_share_of_one_group_at_a_time():
+    """One row per prunable group: that group alone loses round(share x width) channels, the rest stay, and
+    the row records what the evaluation saw and the GFLOPs it saved."""
+    from prune import sensitivity
+
+    model = build_model(default_arch("yolov5n", nc=1)).eval()
+    seen = []
+    rows = sensitivity.scan(model, lambda m: seen.append(count_gflops(m, (64, 64))) or {"map50_95": 0.5}, None, 0.25,
+                            (64, 64), progress=False)
+    groups = {g.name: g.size for g in prunable_groups(model)}
+    assert [r["group"] for r in rows] == list(groups) and len(seen) == len(groups) + 1
+    assert all(r["removed"] == r["channels"] - max(1, round(0.75 * r["channels"])) for r in rows)
+    assert all(r["gflops_saved"] > 0 and r["drop"] == 0.0 for r in rows)
+    assert all(g < seen[0] for g in seen[1:])  # every scanned copy is smaller than the model
