@@ -33,8 +33,8 @@ STEPS ?= 1
 STEP_EPOCHS ?= 2
 FT_EPOCHS ?= 5
 FT_HYP ?= configs/hyp/recover.yaml
-# a speed budget instead of RATIO (e.g. GFLOPS=0.6), and the fine-tuning's own recipe after a large
-# prune (FT_FINAL_HYP=configs/hyp/rewind.yaml: the training schedule's learning rate, docs/BENCHMARKS.md)
+# a speed budget instead of RATIO (e.g. GFLOPS=0.6, never exceeded: --gflops-at-most), and the fine-tuning's
+# own recipe after a large prune (FT_FINAL_HYP=configs/hyp/rewind.yaml: the training schedule's learning rate, docs/BENCHMARKS.md)
 GFLOPS ?=
 FT_FINAL_HYP ?=
 # widths rounded up to a multiple of ROUND_TO: 8 for TensorRT and AVX2 CPUs; 16 for ONNX Runtime on AVX-512
@@ -82,7 +82,7 @@ train-sparse: data  ## as train, plus L1 sparsity SPARSITY on BatchNorm gamma (f
 
 prune: data  ## prune PRUNE_WEIGHTS by RATIO or GFLOPS (STRATEGY uniform|l1|gamma, STEPS, ROUND_TO), distilled recovery; OUT/prune
 	@test -n "$(PRUNE_WEIGHTS)" || { echo "prune: no trained weights: run make train-sparse (or make train) first, or set PRUNE_WEIGHTS"; exit 2; }
-	$(PY) -m prune --weights $(PRUNE_WEIGHTS) --data $(DATA) $(if $(GFLOPS),--gflops $(GFLOPS),--ratio $(RATIO)) \
+	$(PY) -m prune --weights $(PRUNE_WEIGHTS) --data $(DATA) $(if $(GFLOPS),--gflops $(GFLOPS) --gflops-at-most,--ratio $(RATIO)) \
 	  --steps $(STEPS) --step-epochs $(STEP_EPOCHS) --finetune-epochs $(FT_EPOCHS) --distill \
 	  $(if $(STRATEGY),--strategy $(STRATEGY)) --round-to $(ROUND_TO) --img $(TRAIN_IMG) --batch $(BATCH) \
 	  --device $(DEVICE) --hyp $(FT_HYP) $(if $(FT_FINAL_HYP),--finetune-hyp $(FT_FINAL_HYP)) --out $(OUT)/prune

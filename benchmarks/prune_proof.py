@@ -109,10 +109,11 @@ class Task:
         return fit(config)
 
     def prune_config(self, weights: Path, out: Path, strategy: str, ratio: float | None, steps: int, step_epochs: int,
-                     gflops: float | None = None, round_to: int = 8):
+                     gflops: float | None = None, round_to: int = 8, at_most: bool = False):
         sets = [f"{k}={v}" for k, v in {"nominal_batch": 16, **self.sets}.items()]
         return PruneConfig(weights=weights, data=str(self.data), out=out, strategy=strategy, ratio=ratio, gflops=gflops,
-                           steps=steps, step_epochs=step_epochs, distill=self.distill, img=self.img,
+                           gflops_at_most=at_most and gflops is not None, steps=steps, step_epochs=step_epochs,
+                           distill=self.distill, img=self.img,
                            val_img=self.val_img, batch=16, round_to=round_to, hyp=str(RECOVER_HYP),
                            finetune_hyp=str(self.finetune_hyp), set=sets, latency_iters=0)
 
@@ -143,7 +144,7 @@ def strategy_run(task: Task, base: Path, strategy: str, round_to: int, args) -> 
     budget = math.floor(1.5 * args.budget)
     step_epochs = 0 if args.steps == 1 else min(args.step_epochs, budget // args.steps)  # one step: no recovery
     c = task.prune_config(base, task.root / strategy, strategy, None, args.steps, step_epochs, gflops=args.target,
-                          round_to=round_to)
+                          round_to=round_to, at_most=args.gflops_at_most)
     c.finetune_epochs = budget - step_epochs * args.steps
     from prune.pipeline import run
 
@@ -151,9 +152,9 @@ def strategy_run(task: Task, base: Path, strategy: str, round_to: int, args) -> 
     done = task.root / strategy / "report.json"
     report = json.loads(done.read_text()) if done.is_file() else None
     key = lambda r: (r["weights"], r.get("gflops_target"), len(r["steps"]), r["finetune_epochs"],  # noqa: E731
-                     r.get("finetune_hyp"), r["round_to"])
+                     r.get("finetune_hyp"), r["round_to"], r.get("gflops_at_most", False))
     if report is not None and key(report) == (str(base), args.target, args.steps, c.finetune_epochs, c.finetune_hyp,
-                                              round_to):
+                                              round_to, args.gflops_at_most):
         print(f"{strategy}: reusing {done}")  # a finished run with these settings (delete the folder to redo it)
     else:
         report = run(c)
@@ -170,7 +171,7 @@ def curve(task: Task, base: Path, strategies: dict[str, int], args) -> dict:
     Saved to TASK/curve/points.json and reused by a later run with the same baseline and --curve-epochs."""
     cache = task.root / "curve" / "points.json"
     key = {"baseline": str(base), "curve_epochs": args.curve_epochs, "finetune_hyp": str(task.finetune_hyp),
-           "strategies": strategies}
+           "strategies": strategies, "gflops_at_most": args.gflops_at_most}
     out = {s: {} for s in strategies}
     if cache.is_file() and json.loads(cache.read_text()).get("key") == key:
         out = json.loads(cache.read_text())["points"]
@@ -181,7 +182,7 @@ def curve(task: Task, base: Path, strategies: dict[str, int], args) -> dict:
         for target in CURVE:
             if str(target) in out[strategy]:
                 continue
-            ratio = ratio_for_gflops(model, strategy, target, SHAPE, round_to=round_to)
+            ratio = ratio_for_gflops(model, strategy, target, SHAPE, round_to=round_to, at_most=args.gflops_at_most)
             plans, _ = plan(model, strategy, ratio, None, 0.1, round_to)
             pruned = remove(copy.deepcopy(model), plans, calib, compensation="reconstruct")
             folder = task.root / "curve" / f"{strategy}_{target}"
@@ -286,7 +287,7 @@ def run_task(name: str, args) -> dict:
         "baseline_weights": rel(base), "pruned_weights": rel(pruned["weights"]),
         "uniform_weights": rel(runs["uniform"]["weights"]),
         "steps": {s: runs[s]["steps"] for s in runs}, "channel_ratio": {s: runs[s]["ratio"] for s in runs},
-        "curve": points, "target_gflops": args.target,
+        "curve": points, "target_gflops": args.target, "gflops_at_most": args.gflops_at_most,
     }
     summary["meets_target"] = (summary["gflops_ratio"] <= 0.6 and summary["pruned_map50_95"] >= 0.9 * base_map
                                and summary["ort_latency_ratio"] <= 0.7)
@@ -311,6 +312,9 @@ def main() -> int:
     p.add_argument("--round-to", type=int, default=16,
                    help="the pruned model's widths: multiples of 16 keep ONNX Runtime's AVX-512 kernels in their "
                    "blocked layout (docs/BENCHMARKS.md, slimming round 7)")
+    p.add_argument("--gflops-at-most", action="store_true",
+                   help="never above --target: where rounding jumps over [target - 0.01, target], take the point "
+                   "below (default: the closest, up to 0.01 above; uniform at 8 lands at 0.601)")
     p.add_argument("--steps", type=int, default=1,
                    help="K (round 6 ran 1; round 5 ran 3 with recover.yaml fine-tuning, docs/BENCHMARKS.md)")
     p.add_argument("--step-epochs", type=int, default=2)

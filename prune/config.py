@@ -23,6 +23,7 @@ class PruneConfig:
     ratio: float | None = None  # share of prunable channels removed in all
     threshold: float | None = None  # or: remove channels whose |gamma| is at or below this (one step)
     gflops: float | None = None  # or: prune until this share of the GFLOPs at report_shape is left
+    gflops_at_most: bool = False  # never above --gflops (else the closest point when rounding jumps the band)
     strategy: str | None = None  # None: uniform (it won the proof, docs/BENCHMARKS.md), gamma with --threshold
     steps: int = 1
     step_epochs: int = 0  # recovery epochs after each step (through fit)
@@ -63,6 +64,8 @@ def check(c: PruneConfig) -> None:
         raise UsageError(f"--ratio must be in (0, 1), got {c.ratio}")
     if c.gflops is not None and not 0 < c.gflops < 1:
         raise UsageError(f"--gflops must be in (0, 1), got {c.gflops}")
+    if c.gflops_at_most and c.gflops is None:
+        raise UsageError("--gflops-at-most qualifies --gflops: give --gflops G as well")
     if not 0 <= c.min_keep <= 1:
         raise UsageError(f"--min-keep must be in [0, 1], got {c.min_keep}")
     if c.threshold is not None and c.strategy != "gamma":
@@ -103,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prune until this share of the GFLOPs at --report-shape is left, in (0, 1): the speed budget; "
                    "each of --steps reaches an equal geometric share of it, planned on the model as it is then")
     g.add_argument("--threshold", type=float, help="remove channels whose |gamma| is at or below this")
+    p.add_argument("--gflops-at-most", action="store_true",
+                   help="treat --gflops as a hard budget: where --round-to makes the GFLOPs jump over [G - 0.01, G], "
+                   "take the closest point below G (default: the closest, up to 0.01 above)")
     p.add_argument("--strategy", choices=STRATEGIES, default=None,
                    help="uniform: the same share of every layer by filter L1 norm (the default: it beat gamma in "
                    "docs/BENCHMARKS.md); l1: one global threshold on filter L1 norms relative to their layer's mean "

@@ -83,7 +83,7 @@ def step_target(model, config, k: int, widths: dict[str, int], gflops0: float) -
     if config.gflops is not None:
         target = config.gflops ** (k / config.steps)
         return ratio_for_gflops(model, config.strategy, target, config.report_shape, config.min_keep,
-                                config.round_to, original=widths, base=gflops0)
+                                config.round_to, original=widths, base=gflops0, at_most=config.gflops_at_most)
     return None if config.ratio is None else 1 - (1 - config.ratio) ** (k / config.steps)
 
 

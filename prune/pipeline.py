@@ -153,7 +153,7 @@ def _report(c: PruneConfig, model, pruned, before, after, tuned, gsum, ckpt, ste
     shape = c.report_shape
     return {
         "weights": str(c.weights), "data": str(c.data), "strategy": c.strategy, "ratio": c.ratio,
-        "gflops_target": c.gflops,
+        "gflops_target": c.gflops, "gflops_at_most": c.gflops_at_most,
         "threshold": c.threshold if c.threshold is not None else float("nan"), "steps": steps,
         "step_epochs": c.step_epochs, "max_drop": c.max_drop, "stopped": stopped, "hyp": c.hyp,
         "finetune_hyp": c.finetune_hyp, "set": c.set,

@@ -41,7 +41,8 @@ def write_markdown(out: Path, r: dict) -> None:
         "",
         f"weights `{r['weights']}`, data `{r['data']}`, strategy {r['strategy']}, "
         + (f"ratio {r['ratio']} in {len(r['steps'])} step(s)" if r["ratio"] else
-           f"{r['gflops_target']}x GFLOPs in {len(r['steps'])} step(s)" if r.get("gflops_target") else
+           f"{'at most ' * bool(r.get('gflops_at_most'))}{r['gflops_target']}x GFLOPs in {len(r['steps'])} step(s)"
+           if r.get("gflops_target") else
            f"threshold {r['threshold']:.4g}")
         + f", min-keep {r['min_keep']}, round-to {r['round_to']}; "
         + (

@@ -190,19 +190,21 @@ def prunable_bn_gammas(model: nn.Module) -> torch.Tensor:
 
 def ratio_for_gflops(model: YOLOv5, strategy: str, target: float, shape: tuple[int, int] = (384, 640),
                      min_keep: float = 0.1, round_to: int = 1, tol: float = 0.01,
-                     original: dict[str, int] | None = None, base: float | None = None) -> float:
+                     original: dict[str, int] | None = None, base: float | None = None,
+                     at_most: bool = False) -> float:
     """The channel ratio whose prune leaves ``target`` x the GFLOPs at ``shape`` (bisection on copies).
 
     ``base``: the GFLOPs ``target`` is a share of (default: this model's); ``original``: as in ``plan``, the
     ratio is then a share of the unpruned widths (an iterative step planned on an already pruned model).
-    The result lands in [target - tol, target] where the rounding to ``round_to`` allows; where it jumps
-    over that band (uniform at --round-to 8 goes from 0.601 to 0.520 of yolov5n's GFLOPs), the closest
-    ratio found within ``tol`` above the target, else the smallest found under it.
+    The result lands in [target - tol, target] where the rounding to ``round_to`` allows. Where it jumps
+    over that band (uniform at --round-to 8 goes from 0.601 to 0.520 of yolov5n's GFLOPs): the closest
+    ratio found within ``tol`` above the target, or with ``at_most`` (a budget that must not be exceeded)
+    the closest found under it.
     """
     from detect.model import count_gflops
 
     base = base or count_gflops(model, shape)
-    lo, hi, above = 0.0, 0.95, None  # above: (GFLOPs ratio, channel ratio) just over the target
+    lo, hi, above, below = 0.0, 0.95, None, None  # (GFLOPs ratio, channel ratio) nearest each side of the band
     for _ in range(12):
         mid = (lo + hi) / 2
         plans, _ = plan(model, strategy, mid, None, min_keep, round_to, original=original)
@@ -211,5 +213,9 @@ def ratio_for_gflops(model: YOLOv5, strategy: str, target: float, shape: tuple[i
             return mid
         if target < ratio <= target + tol and (above is None or ratio < above[0]):
             above = (ratio, mid)
+        if ratio < target and (below is None or ratio > below[0]):
+            below = (ratio, mid)
         lo, hi = (mid, hi) if ratio > target else (lo, mid)
-    return above[1] if above else hi
+    if above and not at_most:
+        return above[1]
+    return below[1] if below else hi

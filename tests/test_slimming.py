@@ -16,7 +16,7 @@ from prune.config import PruneConfig
 from prune.groups import prunable_groups, separation
 from prune.regularize import GroupSparsity
 from prune.select import step_share
-from prune.surgery import plan, remove
+from prune.surgery import plan, ratio_for_gflops, remove
 
 
 def _toy_descent(mode: str, steps: int = 250, lr: float = 0.1, strength: float = 0.05):
@@ -207,6 +207,22 @@ def test_gflops_steps_meet_the_budget_when_recovery_reorders_gamma(tmp_path):
     for k, s in enumerate(steps, 1):
         assert 0.6 ** (k / 3) - 0.011 <= s["gflops_ratio"] <= 0.6 ** (k / 3) + 1e-9
     assert count_gflops(final, (64, 64)) / count_gflops(model, (64, 64)) <= 0.6
+
+
+def test_gflops_at_most_never_exceeds_the_budget_where_rounding_jumps_over_it():
+    """Uniform at --round-to 8 has no yolov5n (nc=1, 64x64) point in [0.61, 0.62] of the GFLOPs (0.627, then
+    0.602): by default the closest point (just above) is taken, with at_most the closest one below."""
+    model = build_model(default_arch("yolov5n", nc=1))
+    g0 = count_gflops(model, (64, 64))
+
+    def landed(at_most: bool) -> float:
+        ratio = ratio_for_gflops(model, "uniform", 0.62, (64, 64), round_to=8, at_most=at_most)
+        return count_gflops(remove(copy.deepcopy(model), plan(model, "uniform", ratio, None, 0.1, 8)[0]), (64, 64)) / g0
+
+    assert landed(False) == pytest.approx(0.627, abs=1e-3)
+    assert landed(True) == pytest.approx(0.602, abs=1e-3)
+    with pytest.raises(UsageError, match="--gflops-at-most"):
+        PruneConfig(weights="w.pt", data="d.yaml", out="o", ratio=0.5, gflops_at_most=True)
 
 
 def test_max_drop_stops_and_keeps_the_last_good_model(tmp_path):
