@@ -6,15 +6,15 @@
 For each model: deploy.export at the shape (fixed batch 1 and 8), then deploy.quantize's
 export_int8 (calibrated on the data's training images, defaults of ``deploy.export --int8``).
 Rows: ONNX Runtime FP32 / INT8, OpenVINO FP32 / BF16 (inference hint, where the CPU has it) /
-INT8 (the same QDQ file). Latency: rows interleaved round by round, ``--iters`` runs each per
-round, p50/p90 over all, and the ratio to ONNX Runtime FP32 of the same model and batch.
+INT8 (the same QDQ file). Latency: each row in a fresh process (deploy.session_timer), rows interleaved
+round by round, ``--iters`` runs each per round, p50/p90 over all, and the ratio of the rounds' median
+to ONNX Runtime FP32's, same model and batch.
 mAP50-95 on the val split at the export shape. Writes OUT/summary.json and prints Markdown.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import shutil
 import sys
@@ -27,21 +27,21 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from deploy.bench import time_interleaved  # noqa: E402
 from deploy.export import export  # noqa: E402
 from deploy.quantize import export_int8  # noqa: E402
 from deploy.runtime import OnnxBackend, OpenVinoBackend  # noqa: E402
+from deploy.session_timer import median_ms, time_isolated  # noqa: E402
 from detect.paths import shared_dir  # noqa: E402
 from detect.val import fixed_shape_map  # noqa: E402
 
-ROWS = [("ONNX Runtime FP32", "model.onnx", "ort", False), ("ONNX Runtime INT8", "model_int8.onnx", "ort", False),
-        ("OpenVINO FP32", "model.onnx", "ov", False), ("OpenVINO BF16", "model.onnx", "ov", True),
-        ("OpenVINO INT8", "model_int8.onnx", "ov", False)]
+ROWS = [("ONNX Runtime FP32", "model.onnx", "ort"), ("ONNX Runtime INT8", "model_int8.onnx", "ort"),
+        ("OpenVINO FP32", "model.onnx", "openvino"), ("OpenVINO BF16", "model.onnx", "openvino-half"),
+        ("OpenVINO INT8", "model_int8.onnx", "openvino")]  # label, file, deploy.session_timer runtime
 
 
-def make(kind: str, path: Path, half: bool):
+def make(runtime: str, path: Path):
     cpu = torch.device("cpu")
-    return OnnxBackend(path, cpu) if kind == "ort" else OpenVinoBackend(path, cpu, half)
+    return OnnxBackend(path, cpu) if runtime == "ort" else OpenVinoBackend(path, cpu, runtime == "openvino-half")
 
 
 def prepare(weights: Path, data: str, shape, batches, out: Path) -> dict:
@@ -69,24 +69,27 @@ def accuracy(dirs: dict, data: str) -> dict:
     samples, _ = scan_split(cfg, "val", progress=False)
     d = dirs[min(dirs)]
     out = {}
-    for label, file, kind, half in ROWS:
-        b = make(kind, d / file, half)
+    for label, file, runtime in ROWS:
+        b = make(runtime, d / file)
         out[label] = fixed_shape_map(b, samples, cfg.names, b.fixed_shape)
         print(label, out[label], flush=True)
     return out
 
 
 def latency(models: dict, batch: int, shape, rounds: int, iters: int) -> dict:
-    x = torch.rand(batch, 3, *shape)
-    runners = {(name, label): make(kind, dirs[batch] / file, half)
-               for name, dirs in models.items() for label, file, kind, half in ROWS}
-    per_round = time_interleaved({k: functools.partial(r, x) for k, r in runners.items()}, rounds, iters, warmup=3)
-    times = {k: [t for r in rounds_ for t in r] for k, rounds_ in per_round.items()}
+    """Every row in a fresh process of its own, rows interleaved round by round (deploy.session_timer: in one
+    process, live sessions' ratios moved with the order they were created)."""
+    keys = {f"{name}|{label}": (dirs[batch] / file, runtime)
+            for name, dirs in models.items() for label, file, runtime in ROWS}
+    per_round = time_isolated({k: v[0] for k, v in keys.items()}, (batch, 3, *shape), rounds, iters, warmup=3,
+                              runtimes={k: v[1] for k, v in keys.items()})
     out = {}
-    for (name, label), t in times.items():
-        base = np.median(times[(name, "ONNX Runtime FP32")])
+    for key, by_round in per_round.items():
+        name, label = key.split("|")
+        t = [x for r in by_round for x in r]
+        base = median_ms(per_round[f"{name}|ONNX Runtime FP32"])
         out.setdefault(name, {})[label] = {"p50_ms": 1e3 * float(np.median(t)), "p90_ms": 1e3 * float(np.percentile(t, 90)),
-                                           "ratio": float(np.median(t) / base)}
+                                           "ratio": median_ms(by_round) / base}
     return out
 
 

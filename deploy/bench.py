@@ -62,20 +62,6 @@ def _time(fn, warmup: int, iters: int, cuda: bool) -> list[float]:
     return out
 
 
-def time_interleaved(runners: dict, rounds: int, iters: int, warmup: int = 3) -> dict[object, list[list[float]]]:
-    """Seconds per call of each runner, interleaved: ``rounds`` rounds of ``iters`` calls of every runner in
-    turn (after ``warmup`` calls each), so a slow spell of a shared machine lands on all of them alike.
-    Returns runner key -> one list of call times per round."""
-    for fn in runners.values():
-        for _ in range(warmup):
-            fn()
-    times = {key: [] for key in runners}
-    for _ in range(rounds):
-        for key, fn in runners.items():
-            times[key].append(_time(fn, 0, iters, cuda=False))
-    return times
-
-
 def _test_image(tmp: Path) -> Path:
     """A 1080x1920 JPEG (the contest's typical test image) to decode in the end-to-end timing."""
     from detect.data.synthetic import make_image

@@ -232,9 +232,9 @@ def test_mixed_ensemble_and_tta_on_a_fixed_shape_graph(exported, yolov5n_pt, tmp
 def test_isolated_timing_runs_each_model_in_its_own_process(exported, tmp_path):
     from deploy.session_timer import median_ms, time_isolated
 
-    times = time_isolated({"a": exported / "model.onnx", "b": exported / "model_fp16.onnx"}, (1, 3, 384, 640),
-                          rounds=2, iters=3, warmup=1)
-    assert {k: [len(r) for r in v] for k, v in times.items()} == {"a": [3, 3], "b": [3, 3]}
+    files = {"a": exported / "model.onnx", "b": exported / "model_fp16.onnx", "c": exported / "model.onnx"}
+    times = time_isolated(files, (1, 3, 384, 640), rounds=2, iters=3, warmup=1, runtimes={"c": "openvino"})
+    assert {k: [len(r) for r in v] for k, v in times.items()} == {"a": [3, 3], "b": [3, 3], "c": [3, 3]}
     assert all(0 < t < 10 for v in times.values() for r in v for t in r)
     assert median_ms([[0.001, 0.003, 0.002], [0.010, 0.004, 0.005]]) == pytest.approx(3.5)
     with pytest.raises(RuntimeError, match="missing.onnx"):
