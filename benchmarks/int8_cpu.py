@@ -1,6 +1,6 @@
 """INT8 and OpenVINO on the CPU against ONNX Runtime FP32: latency and mAP, measured in one run.
 
-    python benchmarks/int8_cpu.py --out runs/bench/int8 [--weights yolov5n.pt pruned.pt] \\
+    python benchmarks/int8_cpu.py --out runs/bench/int8 [--weights yolov5n.pt pruned.pt yolov5s] \\
         [--data coco128/data.yaml] [--img 384 640] [--batches 1 8] [--rounds 5 --iters 20]
 
 For each model: deploy.export at the shape (fixed batch 1 and 8), then deploy.quantize's
@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from deploy.bench import weights_or_scale  # noqa: E402
 from deploy.export import export  # noqa: E402
 from deploy.quantize import export_int8  # noqa: E402
 from deploy.runtime import OnnxBackend, OpenVinoBackend  # noqa: E402
@@ -97,7 +98,8 @@ def main() -> int:
     shared = shared_dir()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/bench/int8"))
-    p.add_argument("--weights", nargs="+", type=Path, default=[shared / "weights/yolov5n.pt"])
+    p.add_argument("--weights", nargs="+", default=[str(shared / "weights/yolov5n.pt")],
+                   help=".pt files, or scale names (yolov5s): random weights, latency only (no mAP)")
     p.add_argument("--data", default=str(shared / "datasets/coco128/data.yaml"))
     p.add_argument("--img", type=int, nargs=2, default=[384, 640])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
@@ -108,9 +110,12 @@ def main() -> int:
     flags = next((ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")), "").split()
     summary = {"cpu": cpu, "isa": [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16") if f in flags],
                "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"), "shape": args.img, "models": {}}
-    models = {w.stem: prepare(w, args.data, args.img, args.batches, args.out) for w in args.weights}
-    for name, dirs in models.items():
-        summary["models"][name] = {"accuracy": accuracy(dirs, args.data)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    weights = {w: weights_or_scale(w, args.out) for w in args.weights}
+    models = {path.stem: prepare(path, args.data, args.img, args.batches, args.out) for path in weights.values()}
+    for (given, path), dirs in zip(weights.items(), models.values()):
+        scored = path == Path(given)  # else a scale name, built with random weights: its mAP means nothing
+        summary["models"][path.stem] = {"accuracy": accuracy(dirs, args.data) if scored else None}
     for b in args.batches:
         for name, rows in latency(models, b, args.img, args.rounds, args.iters).items():
             summary["models"][name][f"batch{b}"] = rows
@@ -120,7 +125,7 @@ def main() -> int:
     print("| " + " | ".join(head) + " |\n|" + " --- |" * len(head))
     for name, m in summary["models"].items():
         for label, *_ in ROWS:
-            cells = [name, label, f"{m['accuracy'][label]['map50_95']:.4f}"]
+            cells = [name, label, f"{m['accuracy'][label]['map50_95']:.4f}" if m["accuracy"] else "-"]
             for b in args.batches:
                 r = m[f"batch{b}"][label]
                 cells += [f"{r['p50_ms']:.1f}", f"{r['p90_ms']:.1f}", f"{r['ratio']:.2f}"]

@@ -97,7 +97,7 @@ def bench_backend(name: str, backend, shape, batch: int, image: Path, warmup: in
     }
 
 
-def _weights_file(name: str, tmp: Path) -> Path:
+def weights_or_scale(name: str, tmp: Path) -> Path:
     """A .pt as given, or for a scale name a random-initialised checkpoint of that architecture."""
     if Path(name).suffix or Path(name).exists():
         return Path(name)
@@ -222,7 +222,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         image = _test_image(tmp)
-        for w in (_weights_file(w, tmp) for w in args.weights):
+        for w in (weights_or_scale(w, tmp) for w in args.weights):
             for shape in shapes:
                 # given files belong to the shape they were exported for (so --engine survives --compare-img)
                 onnx_files = _for_shape(args.onnx, shape, read_metadata) if len(args.weights) == 1 else []

@@ -35,7 +35,8 @@ from detect.errors import UsageError
 
 METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_EXCLUDE = ("decode", "head", "stem")
-CALIBRATION_FORMAT = 2  # 2: minmax over every image (1 kept only the last N mod 16: saved ranges are redone)
+CALIBRATION_FORMAT = 3  # 3: collected in chunks; 2: minmax over every image (1: only the last N mod 16); older redone
+CHUNK_IMAGES = 16  # images whose every intermediate tensor is held at once while calibrating
 
 
 def cpu_has_vnni() -> bool:
@@ -110,6 +111,11 @@ def letterboxed(paths: list[Path], shape: tuple[int, int], stride: int):
         yield to_tensor(net)[None].float().div(255).numpy()
 
 
+def chunk_size(batches: int, most: int) -> int:
+    """The largest divisor of ``batches`` not above ``most`` (ONNX Runtime needs equal chunks)."""
+    return max(d for d in range(1, max(1, min(batches, most)) + 1) if batches % d == 0)
+
+
 class LetterboxReader:
     """``CalibrationDataReader``: each image as ``{"images": array}``, in batches of ``batch``."""
 
@@ -119,6 +125,13 @@ class LetterboxReader:
 
     def rewind(self):
         self._it = letterboxed(self.paths, self.shape, self.stride)
+
+    def __len__(self) -> int:  # in batches: the unit of ONNX Runtime's CalibStridedMinMax chunks
+        return -(-len(self.paths) // self.batch)
+
+    def set_range(self, start_index: int, end_index: int):
+        """Read only batches [start_index, end_index) (ONNX Runtime calls this for each chunk)."""
+        self._it = letterboxed(self.paths[start_index * self.batch:end_index * self.batch], self.shape, self.stride)
 
     def get_next(self) -> dict | None:
         arrays = [a for _, a in zip(range(self.batch), self._it)]
@@ -161,9 +174,10 @@ def quantize(fp32: Path, out: Path, calib: list[Path], meta: dict, method: str =
     if cache.is_file() and (not tag.is_file() or tag.read_text() != key):
         cache.unlink()  # other images or method: recalibrate
     reduce_range = not symmetric and not cpu_has_vnni()
+    reader = LetterboxReader(calib, (h, w), meta["stride"], batch if batch > 0 else 1)
     try:
         quantize_static(
-            str(pre), str(out), LetterboxReader(calib, (h, w), meta["stride"], batch if batch > 0 else 1),
+            str(pre), str(out), reader,
             quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
             nodes_to_exclude=nodes,
@@ -172,7 +186,10 @@ def quantize(fp32: Path, out: Path, calib: list[Path], meta: dict, method: str =
             # no CalibMaxIntermediateOutputs: ONNX Runtime's MinMax calibrator discards every full chunk
             # without computing its range (onnxruntime #18893, still so in 1.32), so minmax saw only the
             # last N mod 16 images and stopped with "No data is collected" for 16, 32, ... images
-            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+            # in chunks: the calibrator holds every intermediate tensor of the images it is given (yolov5s,
+            # 120 images at 384x640 in one go: 24 GiB, killed by the kernel); histograms merge across chunks
+            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
+                           "CalibStridedMinMax": chunk_size(len(reader), max(1, CHUNK_IMAGES // reader.batch))},
             calibration_cache_path=str(cache),
         )
     finally:

@@ -222,3 +222,28 @@ def test_minmax_calibration_sees_every_image(tmp_path):
         table = json.loads((out.parent / "model_int8.calib.json").read_text())
         entry = table["data"]["images"]  # ONNX Runtime's TensorsData as JSON
         assert (entry["lowest"]["data"], entry["highest"]["data"]) == ([0.0], [1.0])
+
+
+def test_calibration_runs_in_chunks_and_every_chunk_counts(tmp_path):
+    """Calibration holds every intermediate tensor of the images it is given at once (yolov5s, 120 images at
+    384x640: 24 GiB), so it runs in chunks of at most CHUNK_IMAGES; the histograms merge across them: 32
+    images in two chunks of 16, the only bright one in the second, must still set the input's range."""
+    import cv2
+
+    from deploy.quantize import CHUNK_IMAGES, LetterboxReader, chunk_size, quantize
+
+    assert [chunk_size(n, 16) for n in (120, 128, 17, 1, 32)] == [15, 16, 1, 1, 16]
+    fp32 = tmp_path / "model.onnx"
+    _one_conv_graph(fp32)
+    paths = []
+    for i in range(2 * CHUNK_IMAGES):
+        paths.append(tmp_path / f"{i:02d}.png")
+        cv2.imwrite(str(paths[-1]), np.full((32, 32, 3), 255 if i == 20 else 0, np.uint8))
+    reader = LetterboxReader(paths, (32, 32), 32, batch=4)
+    reader.set_range(start_index=5, end_index=6)  # batch 5: images 20-23
+    assert len(reader) == 8 and reader.get_next()["images"].max() == 1.0 and reader.get_next() is None
+    out = tmp_path / "q" / "model_int8.onnx"
+    out.parent.mkdir()
+    quantize(fp32, out, paths, {"input_shape": [1, 3, 32, 32], "stride": 32}, method="percentile", exclude=["none"])
+    entry = json.loads((out.parent / "model_int8.calib.json").read_text())["data"]["images"]
+    assert entry["highest"]["data"] == pytest.approx(1.0, abs=0.01)  # 0 if the second chunk had been lost
