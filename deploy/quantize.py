@@ -192,6 +192,9 @@ def quantize(fp32: Path, out: Path, calib: list[Path], meta: dict, method: str =
                            "CalibStridedMinMax": chunk_size(len(reader), max(1, CHUNK_IMAGES // reader.batch))},
             calibration_cache_path=str(cache),
         )
+    except ValueError as e:  # numpy cannot bin a tensor whose values barely differ (seen with random weights)
+        raise UsageError(f"{fp32}: INT8 calibration failed ({e}): a tensor is (near) constant over a chunk of "
+                         "calibration images; quantise trained weights, or calibrate on other images") from None
     finally:
         pre.unlink(missing_ok=True)
     tag.write_text(key)

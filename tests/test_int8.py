@@ -189,14 +189,15 @@ def test_export_int8_cli_end_to_end(tiny_synthetic, tmp_path):
     assert (out / "model_int8.calib.json").is_file()
 
 
-def _one_conv_graph(path: Path) -> None:
-    """images (1, 3, 32, 32) -> Conv 3x3 (4 filters of ones/27) -> out: a graph small enough to calibrate in a blink."""
+def _one_conv_graph(path: Path, weight: float = 1 / 27, bias: float = 0.0) -> None:
+    """images (1, 3, 32, 32) -> Conv 3x3 (4 filters of ``weight``, + ``bias``) -> out: calibrates in a blink."""
     from onnx import TensorProto, helper, numpy_helper
 
-    w = numpy_helper.from_array(np.full((4, 3, 3, 3), 1 / 27, np.float32), "w")
-    graph = helper.make_graph([helper.make_node("Conv", ["images", "w"], ["out"], name="conv", pads=[1, 1, 1, 1])], "g",
-                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 32, 32])], [w])
+    w = numpy_helper.from_array(np.full((4, 3, 3, 3), weight, np.float32), "w")
+    b = numpy_helper.from_array(np.full(4, bias, np.float32), "b")
+    node = helper.make_node("Conv", ["images", "w", "b"], ["out"], name="conv", pads=[1, 1, 1, 1])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 32, 32])], [w, b])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
@@ -247,3 +248,21 @@ def test_calibration_runs_in_chunks_and_every_chunk_counts(tmp_path):
     quantize(fp32, out, paths, {"input_shape": [1, 3, 32, 32], "stride": 32}, method="percentile", exclude=["none"])
     entry = json.loads((out.parent / "model_int8.calib.json").read_text())["data"]["images"]
     assert entry["highest"]["data"] == pytest.approx(1.0, abs=0.01)  # 0 if the second chunk had been lost
+
+
+def test_calibration_that_numpy_cannot_bin_is_one_clear_error(tmp_path):
+    """A tensor whose values differ by less than float32 resolves (10^6 + a few hundredths; seen with random
+    yolov5s weights) makes numpy refuse the histogram: one UsageError naming the file, no traceback."""
+    import cv2
+
+    from deploy.quantize import quantize
+    from detect.errors import UsageError
+
+    fp32 = tmp_path / "model.onnx"
+    _one_conv_graph(fp32, weight=0.0026, bias=1e6)
+    paths = [tmp_path / f"{i}.png" for i in range(2)]
+    for i, path in enumerate(paths):
+        cv2.imwrite(str(path), np.full((32, 32, 3), 255 * i, np.uint8))
+    with pytest.raises(UsageError, match="model.onnx: INT8 calibration failed"):
+        quantize(fp32, tmp_path / "model_int8.onnx", paths, {"input_shape": [1, 3, 32, 32], "stride": 32},
+                 exclude=["none"])
