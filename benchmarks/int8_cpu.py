@@ -99,7 +99,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/bench/int8"))
     p.add_argument("--weights", nargs="+", default=[str(shared / "weights/yolov5n.pt")],
-                   help=".pt files, or scale names (yolov5s): random weights, latency only (no mAP)")
+                   help=".pt files, or scale names (yolov5s): random weights, latency only (no mAP; calibration "
+                   "may refuse untrained weights, docs/BENCHMARKS.md)")
     p.add_argument("--data", default=str(shared / "datasets/coco128/data.yaml"))
     p.add_argument("--img", type=int, nargs=2, default=[384, 640])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
