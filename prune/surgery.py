@@ -199,12 +199,12 @@ def ratio_for_gflops(model: YOLOv5, strategy: str, target: float, shape: tuple[i
     The result lands in [target - tol, target] where the rounding to ``round_to`` allows. Where it jumps
     over that band (uniform at --round-to 8 goes from 0.601 to 0.520 of yolov5n's GFLOPs): the closest
     ratio found within ``tol`` above the target, or with ``at_most`` (a budget that must not be exceeded)
-    the closest found under it.
+    the closest found under it (``hi``: the bisection's last point at or below the target).
     """
     from detect.model import count_gflops
 
     base = base or count_gflops(model, shape)
-    lo, hi, above, below = 0.0, 0.95, None, None  # (GFLOPs ratio, channel ratio) nearest each side of the band
+    lo, hi, above = 0.0, 0.95, None  # above: (GFLOPs ratio, channel ratio) just over the target
     for _ in range(12):
         mid = (lo + hi) / 2
         plans, _ = plan(model, strategy, mid, None, min_keep, round_to, original=original)
@@ -213,9 +213,5 @@ def ratio_for_gflops(model: YOLOv5, strategy: str, target: float, shape: tuple[i
             return mid
         if target < ratio <= target + tol and (above is None or ratio < above[0]):
             above = (ratio, mid)
-        if ratio < target and (below is None or ratio > below[0]):
-            below = (ratio, mid)
         lo, hi = (mid, hi) if ratio > target else (lo, mid)
-    if above and not at_most:
-        return above[1]
-    return below[1] if below else hi
+    return above[1] if above and not at_most else hi
