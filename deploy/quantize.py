@@ -15,7 +15,7 @@ What stays in float decides whether a quantised YOLOv5 detects anything (onnxrun
 ``fnmatch`` patterns of node names (``/model.23/*``). Weights are per-channel INT8;
 activations UINT8 (ONNX Runtime's advice for x86; 7-bit weights, ``reduce_range``, on CPUs
 without VNNI, recorded in the metadata). The calibration ranges are saved beside the model
-(``model_int8.calib.json``) and reused when present with the same images and method.
+(``model_int8.calib.json``) and reused when present with the same weights, images and method.
 """
 
 from __future__ import annotations
@@ -45,6 +45,17 @@ def cpu_has_vnni() -> bool:
     except (OSError, StopIteration):
         return True
     return any(f in flags.split() for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+def weights_digest(model: onnx.ModelProto) -> str:
+    """What the saved ranges depend on besides the images and method: the weights (initialisers of two or
+    more dimensions). Without it, other weights exported into the same folder reused stale ranges. The
+    batch size changes only 1-D shape constants, so a batch-1 export's ranges still serve its batch-8 twin."""
+    digest = hashlib.sha256()
+    for tensor in model.graph.initializer:
+        if len(tensor.dims) >= 2:
+            digest.update(onnx.numpy_helper.to_array(tensor).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def head_and_decode(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
@@ -168,7 +179,8 @@ def quantize(fp32: Path, out: Path, calib: list[Path], meta: dict, method: str =
     batch, _, h, w = meta["input_shape"]
     pre = out.with_name(out.stem + ".pre.onnx")
     quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-    key = hashlib.sha256(json.dumps([method, [str(p) for p in calib], [h, w], CALIBRATION_FORMAT]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([method, [str(p) for p in calib], [h, w], CALIBRATION_FORMAT,
+                                     weights_digest(model)]).encode()).hexdigest()[:16]
     cache = out.with_name("model_int8.calib.json")  # the ranges do not depend on the INT8 encoding: shared
     tag = out.with_name("model_int8.calib.key")
     if cache.is_file() and (not tag.is_file() or tag.read_text() != key):

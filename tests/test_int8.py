@@ -225,6 +225,26 @@ def test_minmax_calibration_sees_every_image(tmp_path):
         assert (entry["lowest"]["data"], entry["highest"]["data"]) == ([0.0], [1.0])
 
 
+def test_saved_ranges_follow_the_weights(tmp_path):
+    """The ranges saved beside model_int8.onnx are reused only for the weights they were measured on: other
+    weights exported into the same folder (same images, same method) are recalibrated, not given stale ranges."""
+    import cv2
+
+    from deploy.quantize import quantize
+
+    paths = [tmp_path / f"{i}.png" for i in range(2)]
+    for i, path in enumerate(paths):
+        cv2.imwrite(str(path), np.full((32, 32, 3), 255 * i, np.uint8))
+    fp32, out = tmp_path / "model.onnx", tmp_path / "model_int8.onnx"
+    meta = {"input_shape": [1, 3, 32, 32], "stride": 32}
+    highest = []
+    for weight in (1 / 27, 2 / 27):  # a white image: conv outputs reach 1.0, then 2.0
+        _one_conv_graph(fp32, weight=weight)
+        quantize(fp32, out, paths, meta, method="minmax", exclude=["none"])
+        highest.append(json.loads((tmp_path / "model_int8.calib.json").read_text())["data"]["out"]["highest"]["data"])
+    assert highest == [pytest.approx([1.0], abs=1e-4), pytest.approx([2.0], abs=1e-4)]
+
+
 def test_calibration_runs_in_chunks_and_every_chunk_counts(tmp_path):
     """Calibration holds every intermediate tensor of the images it is given at once (yolov5s, 120 images at
     384x640: 24 GiB), so it runs in chunks of at most CHUNK_IMAGES; the histograms merge across them: 32
