@@ -8,7 +8,10 @@ then ``--iters`` timed ones: *model* is inference on a ready tensor; *end-to-end
 decoding, letterboxing and NMS. Reports p50/p90/p99 latency (ms) and throughput (images/s).
 ONNX files are exported from each --weights on the fly unless given (INT8 too with
 --calib-data); given files and engines are timed at the shape they were exported for. ONNX
-Runtime uses CUDA only where its build has the CUDA provider. With --data each row also gets
+Runtime uses CUDA only where its build has the CUDA provider. The CPU rows of ONNX Runtime and
+OpenVINO are timed as a deployment runs them, each in a fresh process of its own, the rows
+interleaved over --rounds (deploy.session_timer), with their ratio to ONNX Runtime FP32 from the
+same run: in one process, live sessions' ratios moved with the order they were created. With --data each row also gets
 its mAP on the val split at the benched shape. Several --weights (e.g. pruned and unpruned)
 and --compare-img give side-by-side rows.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import tempfile
@@ -28,6 +32,7 @@ import numpy as np
 import torch
 
 from deploy.export import read_metadata
+from deploy.session_timer import median_ms, time_isolated
 from detect import cli
 from detect.backend import TorchBackend
 from detect.boxes import non_max_suppression, prepare_image
@@ -74,7 +79,10 @@ def _test_image(tmp: Path) -> Path:
     return path
 
 
-def bench_backend(name: str, backend, shape, batch: int, image: Path, warmup: int, iters: int, cuda: bool) -> dict:
+def bench_backend(name: str, backend, shape, batch: int, image: Path, warmup: int, iters: int, cuda: bool,
+                  time_model: bool = True) -> dict:
+    """*model* and *end-to-end* latency in this process (*model* left None with ``time_model`` False: the
+    caller times it in a process of its own, ``time_alone``)."""
     net, _ = prepare_image(cv2.imread(str(image)), max(shape), 32, shape=shape)
     x = to_tensor(net)[None].float().div(255).repeat(batch, 1, 1, 1)
     if cuda:  # *model* time starts from a tensor already on the GPU (no pageable host copy inside)
@@ -92,9 +100,26 @@ def bench_backend(name: str, backend, shape, batch: int, image: Path, warmup: in
 
     return {
         "backend": name,
-        "model": _stats(_time(model_only, warmup, iters, cuda), batch),
+        "model": _stats(_time(model_only, warmup, iters, cuda), batch) if time_model else None,
         "end_to_end": _stats(_time(end_to_end, warmup, iters, cuda), batch),
     }
+
+
+def time_alone(group: list[tuple[dict, tuple[Path, str]]], shape: tuple[int, ...], rounds: int, iters: int,
+               warmup: int) -> None:
+    """Fill the *model* latency of ``group``'s rows (row, (file, deploy.session_timer runtime)): every row in
+    a fresh process, interleaved round by round, ``iters`` calls in all; ``x_ort_fp32``: the ratio of its
+    rounds' median to ONNX Runtime FP32's (same weights, shape and run)."""
+    if not group:
+        return
+    files = {row["backend"]: path for row, (path, _) in group}
+    runtimes = {row["backend"]: runtime for row, (_, runtime) in group}
+    per_round = time_isolated(files, shape, rounds, max(1, math.ceil(iters / rounds)), warmup, runtimes)
+    base = next((per_round[k] for k in files if k.startswith("ONNX Runtime FP32")), None)
+    for row, _ in group:
+        times = per_round[row["backend"]]
+        row["model"] = {**_stats([t for r in times for t in r], shape[0]), "process": "own, interleaved",
+                        "x_ort_fp32": median_ms(times) / median_ms(base) if base else None}
 
 
 def weights_or_scale(name: str, tmp: Path) -> Path:
@@ -147,28 +172,29 @@ def _exported(weights: Path, shape, batch: int, tmp: Path, calib_data: str | Non
 
 def _backends(weights: Path, shape, batch: int, onnx_files: list[Path], engines: list[Path], tmp: Path,
               calib_data: str | None = None):
-    """(label, backend, on_cuda) for every backend available here."""
+    """(label, backend, on_cuda, alone) for every backend available here; ``alone``: (file, deploy.session_timer
+    runtime) for the rows timed in a process of their own (CPU ONNX Runtime and OpenVINO), else None."""
     from deploy.runtime import OnnxBackend, OpenVinoBackend
 
-    yield "PyTorch FP32 CPU", TorchBackend(weights, torch.device("cpu")), False
+    yield "PyTorch FP32 CPU", TorchBackend(weights, torch.device("cpu")), False, None
     if torch.cuda.is_available():
-        yield "PyTorch FP32 CUDA", TorchBackend(weights, torch.device("cuda")), True
-        yield "PyTorch FP16 CUDA", TorchBackend(weights, torch.device("cuda"), half=True), True
+        yield "PyTorch FP32 CUDA", TorchBackend(weights, torch.device("cuda")), True, None
+        yield "PyTorch FP16 CUDA", TorchBackend(weights, torch.device("cuda"), half=True), True, None
     onnx_files = onnx_files or _exported(weights, shape, batch, tmp, calib_data)
     device, where = _ort_device()
     for f in onnx_files:
         precision = "INT8" if "int8" in f.name else "FP16" if "fp16" in f.name else "FP32"
-        yield f"ONNX Runtime {precision} {where}", OnnxBackend(f, device), False
+        yield f"ONNX Runtime {precision} {where}", OnnxBackend(f, device), False, (f, "ort") if where == "CPU" else None
         if _has_openvino() and precision != "FP16":  # the CPU plugin runs FP16 files in f32: nothing to time
-            yield f"OpenVINO {precision} CPU", OpenVinoBackend(f, torch.device("cpu")), False
+            yield f"OpenVINO {precision} CPU", OpenVinoBackend(f, torch.device("cpu")), False, (f, "openvino")
             if precision == "FP32":
                 ov = OpenVinoBackend(f, torch.device("cpu"), half=True)
-                yield f"OpenVINO {ov.inference_precision.upper()} CPU", ov, False
+                yield f"OpenVINO {ov.inference_precision.upper()} CPU", ov, False, (f, "openvino-half")
     for e in engines:
         from deploy.engine import TrtBackend
 
         trt = TrtBackend(e, torch.device("cuda"))
-        yield f"TensorRT {trt.precision.upper()}", trt, True
+        yield f"TensorRT {trt.precision.upper()}", trt, True, None
 
 
 def _for_shape(files: list[Path], shape, read) -> list[Path]:
@@ -205,6 +231,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--iters", type=int, default=200)
     p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=5,
+                   help="CPU ONNX Runtime / OpenVINO rows: each timed in its own process, interleaved over this many rounds")
     p.add_argument("--data", default=None, help="data.yaml: also measure each row's mAP on its val split")
     p.add_argument("--calib-data", default=None, help="data.yaml: also export and time INT8 (calibrated on its images)")
     p.add_argument("--json", type=Path, default=None)
@@ -214,6 +242,7 @@ def main(argv=None) -> int:
     cli.check_range("--batch", args.batch, 1)
     cli.check_range("--iters", args.iters, 1)
     cli.check_range("--warmup", args.warmup, 0)
+    cli.check_range("--rounds", args.rounds, 1)
     if args.json:
         ensure_writable(args.json.parent)
     shapes = [tuple(args.img)] + ([tuple(args.compare_img)] if args.compare_img else [])
@@ -227,11 +256,14 @@ def main(argv=None) -> int:
                 # given files belong to the shape they were exported for (so --engine survives --compare-img)
                 onnx_files = _for_shape(args.onnx, shape, read_metadata) if len(args.weights) == 1 else []
                 engines = _for_shape(args.engine, shape, _engine_meta) if len(args.weights) == 1 else []
-                for label, backend, cuda in _backends(w, shape, args.batch, onnx_files, engines, tmp, args.calib_data):
-                    r = bench_backend(label, backend, shape, args.batch, image, args.warmup, args.iters, cuda)
+                alone = []
+                for label, backend, cuda, key in _backends(w, shape, args.batch, onnx_files, engines, tmp, args.calib_data):
+                    r = bench_backend(label, backend, shape, args.batch, image, args.warmup, args.iters, cuda, key is None)
                     if scored:
                         r["accuracy"] = fixed_shape_map(backend, *scored, shape)
                     rows.append({"weights": str(w), "shape": list(shape), "batch": args.batch, **r})
+                    alone += [(rows[-1], key)] if key else []
+                time_alone(alone, (args.batch, 3, *shape), min(args.rounds, args.iters), args.iters, args.warmup)
     print(format_table(rows))
     result = {
         "machine": {
@@ -243,6 +275,7 @@ def main(argv=None) -> int:
         },
         "iters": args.iters,
         "warmup": args.warmup,
+        "rounds": min(args.rounds, args.iters),
         "rows": rows,
     }
     if not torch.cuda.is_available():
@@ -265,7 +298,7 @@ def _engine_meta(path: Path) -> dict:
 
 def format_table(rows: list[dict]) -> str:
     head = (
-        f"{'model':<14} {'shape':>8} {'backend':<24} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'img/s':>7} "
+        f"{'model':<14} {'shape':>8} {'backend':<24} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'img/s':>7} {'x ORT32':>7} "
         f"{'e2e p50':>8} {'e2e img/s':>9} {'mAP50-95':>9}"
     )
     lines = [head]
@@ -274,6 +307,7 @@ def format_table(rows: list[dict]) -> str:
         lines.append(
             f"{Path(r['weights']).stem[:14]:<14} {r['shape'][0]}x{r['shape'][1]:<4} {r['backend']:<24} "
             f"{m['p50_ms']:>8.1f} {m['p90_ms']:>8.1f} {m['p99_ms']:>8.1f} {m['images_per_s']:>7.1f} "
+            f"{(format(m['x_ort_fp32'], '.2f') if m.get('x_ort_fp32') else '-'):>7} "
             f"{e['p50_ms']:>8.1f} {e['images_per_s']:>9.1f} "
             f"{(format(r['accuracy']['map50_95'], '.4f') if 'accuracy' in r else '-'):>9}"
         )

@@ -174,6 +174,8 @@ def test_bench_json_schema(tmp_path, yolov5n_pt):
         "2",
         "--warmup",
         "1",
+        "--rounds",
+        "1",
         "--json",
         str(out),
     )
@@ -186,7 +188,11 @@ def test_bench_json_schema(tmp_path, yolov5n_pt):
         for part in ("model", "end_to_end"):
             assert {"p50_ms", "p90_ms", "p99_ms", "images_per_s"} <= row[part].keys()
             assert 0 < row[part]["p50_ms"] <= row[part]["p99_ms"]
-    assert out.with_suffix(".png").is_file() and "p50 ms" in r.stdout
+    alone = {row["backend"]: row["model"] for row in result["rows"] if row["backend"].startswith(("ONNX", "OpenVINO"))}
+    assert alone["ONNX Runtime FP32 CPU"]["x_ort_fp32"] == 1.0  # CPU rows: own process, ratio from the same run
+    assert all(m["process"] == "own, interleaved" and m["x_ort_fp32"] > 0 for m in alone.values())
+    assert "process" not in next(row for row in result["rows"] if row["backend"] == "PyTorch FP32 CPU")["model"]
+    assert out.with_suffix(".png").is_file() and "p50 ms" in r.stdout and "x ORT32" in r.stdout
 
 
 @pytest.mark.slow
