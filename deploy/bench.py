@@ -8,12 +8,14 @@ then ``--iters`` timed ones: *model* is inference on a ready tensor; *end-to-end
 decoding, letterboxing and NMS. Reports p50/p90/p99 latency (ms) and throughput (images/s).
 ONNX files are exported from each --weights on the fly unless given (INT8 too with
 --calib-data); given files and engines are timed at the shape they were exported for. ONNX
-Runtime uses CUDA only where its build has the CUDA provider. The CPU rows of ONNX Runtime and
-OpenVINO are timed as a deployment runs them, each in a fresh process of its own, the rows
-interleaved over --rounds (deploy.session_timer), with their ratio to ONNX Runtime FP32 from the
-same run: in one process, live sessions' ratios moved with the order they were created. With --data each row also gets
+Runtime uses CUDA only where its build has the CUDA provider. With --data each row also gets
 its mAP on the val split at the benched shape. Several --weights (e.g. pruned and unpruned)
 and --compare-img give side-by-side rows.
+
+The *model* time of the CPU rows of ONNX Runtime and OpenVINO is taken as a deployment runs
+them: each in a fresh process of its own, the rows interleaved over --rounds
+(deploy.session_timer), with each row's ratio to ONNX Runtime FP32 from the same run (in one
+process, live sessions' ratios moved with the order they were created).
 """
 
 from __future__ import annotations
