@@ -8,7 +8,9 @@ flag (strong typing only), so the engine is built from the graph's FP16 twin, ``
 (``model_fp16.onnx``, ``model_nms_fp16.onnx``, ``model_trt_nms_fp16.onnx``), which deploy.export
 writes beside it. INT8 (``--int8``): explicit quantisation from ``model_int8_trt.onnx`` (symmetric
 INT8 Q/DQ, the form TensorRT requires), the path TensorRT 10 and 11 recommend over calibrators;
-before 11 the INT8 and FP16 flags let the unquantised layers run in FP16. ``--nms-layer`` adds
+before 11 the INT8 and FP16 flags let the unquantised layers run in FP16; on 11 (strongly typed)
+they run in the graph's own type, FP32 (the stem, head and decode kept in float: the decode has to
+be, the other two would be faster in an FP16 twin of the QDQ graph, not written). ``--nms-layer`` adds
 TensorRT's own NMS layer (``INetworkDefinition.add_nms``, the successor of the EfficientNMS_TRT
 plugin deprecated in 10.12) after the raw output. Writes the engine, ``<engine>.json``
 (metadata, which the runtime needs) and ``<engine>.log`` (the build log, also on failure).
