@@ -14,9 +14,15 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+from deploy.export import read_metadata  # noqa: E402
+from deploy.runtime import openvino_config  # noqa: E402
 
 WARMUP = 10
 
@@ -42,14 +48,13 @@ def ort_profile(path: Path, x: np.ndarray, runs: int) -> dict[str, float]:
     return dict(per_op.most_common())
 
 
-def openvino_profile(path: Path, x: np.ndarray, runs: int, precision: str) -> dict[str, float]:
-    """ms per run by (layer type, kernel) in OpenVINO's CPU plugin, 2 threads, latency hint (as the backend runs)."""
+def openvino_profile(path: Path, x: np.ndarray, runs: int, half: bool) -> dict[str, float]:
+    """ms per run by (layer type, kernel) in OpenVINO's CPU plugin, with the deployment's own settings."""
     import openvino as ov
-    import torch
 
-    config = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
-              "INFERENCE_NUM_THREADS": torch.get_num_threads(), "PERF_COUNT": True}
-    request = ov.Core().compile_model(str(path), "CPU", config).create_infer_request()
+    core = ov.Core()
+    config = {**openvino_config(core, half), "PERF_COUNT": True}
+    request = core.compile_model(str(path), "CPU", config).create_infer_request()
     for _ in range(WARMUP):
         request.infer({0: x})
     per_kind: collections.Counter = collections.Counter()
@@ -64,19 +69,16 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("dir", type=Path, help="folder with model.onnx and model_int8.onnx (deploy.export --int8)")
     p.add_argument("--runs", type=int, default=30)
-    p.add_argument("--batch", type=int, default=1, help="the batch the files were exported for")
+    p.add_argument("--batch", type=int, default=1, help="the batch to run where the files take any (--dynamic-batch)")
     args = p.parse_args()
-    import onnxruntime as ort
-
-    shape = [d if isinstance(d, int) and d > 0 else args.batch
-             for d in ort.InferenceSession(str(args.dir / "model.onnx")).get_inputs()[0].shape]
-    x = np.random.default_rng(0).random(shape, dtype=np.float32)
     fp32, int8 = args.dir / "model.onnx", args.dir / "model_int8.onnx"
+    shape = [args.batch if d < 0 else d for d in read_metadata(fp32)["input_shape"]]
+    x = np.random.default_rng(0).random(shape, dtype=np.float32)
     rows = {"ONNX Runtime FP32": lambda: ort_profile(fp32, x, args.runs),
             "ONNX Runtime INT8": lambda: ort_profile(int8, x, args.runs),
-            "OpenVINO FP32": lambda: openvino_profile(fp32, x, args.runs, "f32"),
-            "OpenVINO BF16": lambda: openvino_profile(fp32, x, args.runs, "bf16"),
-            "OpenVINO INT8": lambda: openvino_profile(int8, x, args.runs, "f32")}
+            "OpenVINO FP32": lambda: openvino_profile(fp32, x, args.runs, half=False),
+            "OpenVINO BF16": lambda: openvino_profile(fp32, x, args.runs, half=True),
+            "OpenVINO INT8": lambda: openvino_profile(int8, x, args.runs, half=False)}
     result = {"shape": shape, "runs": args.runs}
     for label, measure in rows.items():
         result[label] = measure()

@@ -106,18 +106,22 @@ class OpenVinoBackend(DeployedBackend):
             raise WeightsError("--backend openvino: the openvino package is not installed (pip install -r requirements.txt)") from None
         super().__init__(path)
         core = ov.Core()
-        caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-        precision = ("bf16" if "BF16" in caps else "f16") if half else "f32"
-        self.compiled = core.compile_model(
-            core.read_model(str(path)), "CPU",
-            {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
-             "INFERENCE_NUM_THREADS": torch.get_num_threads()},
-        )
+        config = openvino_config(core, half)
+        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         self.request = self.compiled.create_infer_request()
-        self.inference_precision = precision
+        self.inference_precision = config["INFERENCE_PRECISION_HINT"]
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return np.array(self.request.infer({0: x})[0])  # the request reuses its output buffer: copy
+
+
+def openvino_config(core, half: bool = False) -> dict:
+    """The CPU plugin settings deployment runs with (val, predict, bench and benchmarks/int8_profile.py alike):
+    FP32 asked for explicitly, ``half`` bf16 (f16 where the CPU lacks bf16), latency hint, torch's threads."""
+    caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    precision = ("bf16" if "BF16" in caps else "f16") if half else "f32"
+    return {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": torch.get_num_threads()}
 
 
 def load_deployed(path: str | Path, device: torch.device, half: bool = False, backend: str = "auto"):

@@ -201,25 +201,32 @@ def _one_conv_graph(path: Path, weight: float = 1 / 27, bias: float = 0.0) -> No
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
+PLAIN_META = {"input_shape": [1, 3, 32, 32], "stride": 32}  # what quantize reads of a _one_conv_graph export
+
+
+def _plain_images(folder: Path, n: int, white: set[int]) -> list[Path]:
+    """``n`` 32x32 PNGs, black except the indices in ``white``: calibration sets whose ranges are known."""
+    import cv2
+
+    paths = [folder / f"{i:02d}.png" for i in range(n)]
+    for i, path in enumerate(paths):
+        cv2.imwrite(str(path), np.full((32, 32, 3), 255 if i in white else 0, np.uint8))
+    return paths
+
+
 def test_minmax_calibration_sees_every_image(tmp_path):
     """ONNX Runtime's MinMax calibrator drops each full chunk of CalibMaxIntermediateOutputs outputs
     (#18893): with 16 per chunk, 16 images used to stop with "No data is collected" and 17 to keep the
     last image's range alone. One white image among black ones must set the input's range."""
-    import cv2
-
     from deploy.quantize import quantize
 
     fp32 = tmp_path / "model.onnx"
     _one_conv_graph(fp32)
-    paths = []
-    for i in range(17):
-        paths.append(tmp_path / f"{i:02d}.png")
-        cv2.imwrite(str(paths[-1]), np.full((32, 32, 3), 255 if i == 0 else 0, np.uint8))
-    meta = {"input_shape": [1, 3, 32, 32], "stride": 32}
+    paths = _plain_images(tmp_path, 17, white={0})
     for n in (16, 17):
         out = tmp_path / str(n) / "model_int8.onnx"
         out.parent.mkdir()
-        quantize(fp32, out, paths[:n], meta, method="minmax", exclude=["none"])
+        quantize(fp32, out, paths[:n], PLAIN_META, method="minmax", exclude=["none"])
         table = json.loads((out.parent / "model_int8.calib.json").read_text())
         entry = table["data"]["images"]  # ONNX Runtime's TensorsData as JSON
         assert (entry["lowest"]["data"], entry["highest"]["data"]) == ([0.0], [1.0])
@@ -228,19 +235,14 @@ def test_minmax_calibration_sees_every_image(tmp_path):
 def test_saved_ranges_follow_the_weights(tmp_path):
     """The ranges saved beside model_int8.onnx are reused only for the weights they were measured on: other
     weights exported into the same folder (same images, same method) are recalibrated, not given stale ranges."""
-    import cv2
-
     from deploy.quantize import quantize
 
-    paths = [tmp_path / f"{i}.png" for i in range(2)]
-    for i, path in enumerate(paths):
-        cv2.imwrite(str(path), np.full((32, 32, 3), 255 * i, np.uint8))
+    paths = _plain_images(tmp_path, 2, white={1})
     fp32, out = tmp_path / "model.onnx", tmp_path / "model_int8.onnx"
-    meta = {"input_shape": [1, 3, 32, 32], "stride": 32}
     highest = []
     for weight in (1 / 27, 2 / 27):  # a white image: conv outputs reach 1.0, then 2.0
         _one_conv_graph(fp32, weight=weight)
-        quantize(fp32, out, paths, meta, method="minmax", exclude=["none"])
+        quantize(fp32, out, paths, PLAIN_META, method="minmax", exclude=["none"])
         highest.append(json.loads((tmp_path / "model_int8.calib.json").read_text())["data"]["out"]["highest"]["data"])
     assert highest == [pytest.approx([1.0], abs=1e-4), pytest.approx([2.0], abs=1e-4)]
 
@@ -249,23 +251,18 @@ def test_calibration_runs_in_chunks_and_every_chunk_counts(tmp_path):
     """Calibration holds every intermediate tensor of the images it is given at once (yolov5s, 120 images at
     384x640: 24 GiB), so it runs in chunks of at most CHUNK_IMAGES; the histograms merge across them: 32
     images in two chunks of 16, the only bright one in the second, must still set the input's range."""
-    import cv2
-
     from deploy.quantize import CHUNK_IMAGES, LetterboxReader, chunk_size, quantize
 
     assert [chunk_size(n, 16) for n in (120, 128, 17, 1, 32)] == [15, 16, 1, 1, 16]
     fp32 = tmp_path / "model.onnx"
     _one_conv_graph(fp32)
-    paths = []
-    for i in range(2 * CHUNK_IMAGES):
-        paths.append(tmp_path / f"{i:02d}.png")
-        cv2.imwrite(str(paths[-1]), np.full((32, 32, 3), 255 if i == 20 else 0, np.uint8))
+    paths = _plain_images(tmp_path, 2 * CHUNK_IMAGES, white={20})
     reader = LetterboxReader(paths, (32, 32), 32, batch=4)
     reader.set_range(start_index=5, end_index=6)  # batch 5: images 20-23
     assert len(reader) == 8 and reader.get_next()["images"].max() == 1.0 and reader.get_next() is None
     out = tmp_path / "q" / "model_int8.onnx"
     out.parent.mkdir()
-    quantize(fp32, out, paths, {"input_shape": [1, 3, 32, 32], "stride": 32}, method="percentile", exclude=["none"])
+    quantize(fp32, out, paths, PLAIN_META, method="percentile", exclude=["none"])
     entry = json.loads((out.parent / "model_int8.calib.json").read_text())["data"]["images"]
     assert entry["highest"]["data"] == pytest.approx(1.0, abs=0.01)  # 0 if the second chunk had been lost
 
@@ -273,16 +270,11 @@ def test_calibration_runs_in_chunks_and_every_chunk_counts(tmp_path):
 def test_calibration_that_numpy_cannot_bin_is_one_clear_error(tmp_path):
     """A tensor whose values differ by less than float32 resolves (10^6 + a few hundredths; seen with random
     yolov5s weights) makes numpy refuse the histogram: one UsageError naming the file, no traceback."""
-    import cv2
-
     from deploy.quantize import quantize
     from detect.errors import UsageError
 
     fp32 = tmp_path / "model.onnx"
     _one_conv_graph(fp32, weight=0.0026, bias=1e6)
-    paths = [tmp_path / f"{i}.png" for i in range(2)]
-    for i, path in enumerate(paths):
-        cv2.imwrite(str(path), np.full((32, 32, 3), 255 * i, np.uint8))
+    paths = _plain_images(tmp_path, 2, white={1})
     with pytest.raises(UsageError, match="model.onnx: INT8 calibration failed"):
-        quantize(fp32, tmp_path / "model_int8.onnx", paths, {"input_shape": [1, 3, 32, 32], "stride": 32},
-                 exclude=["none"])
+        quantize(fp32, tmp_path / "model_int8.onnx", paths, PLAIN_META, exclude=["none"])
