@@ -6,9 +6,9 @@ one process per measurement gave 0.67 and 0.68. A fresh process leaves nothing e
 threads, no torch threads of the caller); interleaving the models round by round spreads a slow spell of a
 shared machine over all of them (the same file read 14.4 and 22.3 ms ten minutes apart: compare ratios).
 The child is this module run with ``python -m`` (not multiprocessing's spawn, which re-runs the caller's main
-script); an ONNX Runtime child imports only numpy and onnxruntime, so it starts quickly — which is also why its
-timing loop does not reuse ``deploy.bench``'s (that module imports torch and OpenCV). OpenVINO rows run through
-the deployment's own backend class, so they are timed with the settings val and predict use.
+script); timing the model alone, an ONNX Runtime child imports only numpy and onnxruntime, so it starts quickly.
+OpenVINO rows, and every end-to-end timing (decode, letterbox, model, NMS: ``deploy.bench``'s second column), run
+through the deployment's own backend classes, so they are timed with the settings val and predict use.
 """
 
 from __future__ import annotations
@@ -41,36 +41,88 @@ def _runner(path: str, runtime: str):
     return OpenVinoBackend(path, torch.device("cpu"), half=runtime == "openvino-half").run
 
 
-def time_session(path: str, shape: tuple[int, ...], iters: int, warmup: int, runtime: str = "ort") -> list[float]:
-    """Seconds per inference call of the ONNX file at ``path`` on a random input of ``shape`` (CPU)."""
-    import numpy as np
+def end_to_end_call(backend, image: Path, shape: tuple[int, int], batch: int):
+    """One call of the whole pipeline on ``batch`` copies of ``image``: JPEG decode, letterbox, ``backend``
+    (a detector backend: torch tensor in, raw predictions out), NMS at predict's defaults."""
+    import cv2
+    import torch
 
-    run = _runner(path, runtime)
-    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    from detect.boxes import non_max_suppression, prepare_image
+    from detect.data.dataset import to_tensor
+
+    def call():
+        frames = [cv2.imread(str(image)) for _ in range(batch)]
+        x = torch.stack([to_tensor(prepare_image(f, max(shape), 32, shape=shape)[0]) for f in frames]).float().div(255)
+        with torch.inference_mode():
+            non_max_suppression(backend(x), 0.25, 0.45)
+
+    return call
+
+
+def _timed(call, x, iters: int, warmup: int) -> list[float]:
     for _ in range(warmup):
-        run(x)
+        call(x)
     times = []
     for _ in range(iters):
         start = time.perf_counter()
-        run(x)
+        call(x)
         times.append(time.perf_counter() - start)
     return times
 
 
-def time_isolated(files: dict[str, Path], shape: tuple[int, ...], rounds: int = 5, iters: int = 20,
-                  warmup: int = 5, runtimes: dict[str, str] | None = None) -> dict[str, list[list[float]]]:
-    """``time_session`` of every file in a fresh process, ``rounds`` rounds of all files in turn.
-    ``runtimes``: key -> one of RUNTIMES (default "ort"). Returns key -> one list of call times per round."""
-    times: dict[str, list[list[float]]] = {key: [] for key in files}
+def time_session(path: str, shape: tuple[int, ...], iters: int, warmup: int, runtime: str = "ort",
+                 image: str | None = None) -> dict[str, list[float] | None]:
+    """Seconds per call of the ONNX file at ``path`` (CPU): ``model``, inference on a random input of
+    ``shape``; with ``image``, ``end_to_end`` too (``end_to_end_call``, through the backend val and predict
+    use, after the model loop: one session serves both)."""
+    import numpy as np
+
+    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    if image is None:
+        return {"model": _timed(_runner(path, runtime), x, iters, warmup), "end_to_end": None}
+    import torch
+
+    from deploy.runtime import load_deployed
+
+    backend = load_deployed(path, torch.device("cpu"), half=runtime == "openvino-half",
+                            backend="onnxruntime" if runtime == "ort" else "openvino")
+    model = _timed(backend.run, x, iters, warmup)
+    pipeline = end_to_end_call(backend, Path(image), tuple(shape[2:]), shape[0])
+    return {"model": model, "end_to_end": _timed(lambda _: pipeline(), None, iters, warmup)}
+
+
+def _interleaved(files: dict[str, Path], shape: tuple[int, ...], rounds: int, iters: int, warmup: int,
+                 runtimes: dict[str, str] | None, image: Path | None) -> dict[str, list[dict]]:
+    """Every file's ``time_session`` in a fresh process, ``rounds`` rounds of all files in turn."""
+    results: dict[str, list[dict]] = {key: [] for key in files}
     for _ in range(rounds):
         for key, path in files.items():
             runtime = (runtimes or {}).get(key, "ort")
-            cmd = [sys.executable, "-m", __name__, str(path), str(iters), str(warmup), runtime, *map(str, shape)]
+            cmd = [sys.executable, "-m", __name__, str(path), str(iters), str(warmup), runtime, str(image or "-"),
+                   *map(str, shape)]
             child = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
             if child.returncode != 0:
                 raise RuntimeError(f"timing {path} ({runtime}) failed: {child.stderr.strip()[-500:]}")
-            times[key].append(json.loads(child.stdout))
-    return times
+            results[key].append(json.loads(child.stdout))
+    return results
+
+
+def time_isolated(files: dict[str, Path], shape: tuple[int, ...], rounds: int = 5, iters: int = 20,
+                  warmup: int = 5, runtimes: dict[str, str] | None = None) -> dict[str, list[list[float]]]:
+    """Model latency of every file, each in a fresh process, interleaved over ``rounds``.
+    ``runtimes``: key -> one of RUNTIMES (default "ort"). Returns key -> one list of call times per round."""
+    results = _interleaved(files, shape, rounds, iters, warmup, runtimes, None)
+    return {key: [r["model"] for r in per_round] for key, per_round in results.items()}
+
+
+def time_isolated_pipeline(files: dict[str, Path], image: Path, shape: tuple[int, ...], rounds: int = 5,
+                           iters: int = 20, warmup: int = 5, runtimes: dict[str, str] | None = None
+                           ) -> dict[str, dict[str, list[list[float]]]]:
+    """``time_isolated`` plus the end-to-end pipeline on ``image`` in the same processes.
+    Returns key -> {"model": per-round call times, "end_to_end": per-round call times}."""
+    results = _interleaved(files, shape, rounds, iters, warmup, runtimes, image)
+    return {key: {part: [r[part] for r in per_round] for part in ("model", "end_to_end")}
+            for key, per_round in results.items()}
 
 
 def median_ms(per_round: list[list[float]]) -> float:
@@ -78,6 +130,7 @@ def median_ms(per_round: list[list[float]]) -> float:
     return 1000 * statistics.median(statistics.median(r) for r in per_round)
 
 
-if __name__ == "__main__":  # the child: PATH ITERS WARMUP RUNTIME DIM... -> a JSON list of seconds on stdout
-    path, iters, warmup, runtime, *dims = sys.argv[1:]
-    print(json.dumps(time_session(path, tuple(map(int, dims)), int(iters), int(warmup), runtime)))
+if __name__ == "__main__":  # the child: PATH ITERS WARMUP RUNTIME IMAGE|- DIM... -> JSON seconds on stdout
+    path, iters, warmup, runtime, image, *dims = sys.argv[1:]
+    print(json.dumps(time_session(path, tuple(map(int, dims)), int(iters), int(warmup), runtime,
+                                  None if image == "-" else image)))

@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -191,6 +192,9 @@ def test_bench_json_schema(tmp_path, yolov5n_pt):
     alone = {row["backend"]: row["model"] for row in result["rows"] if row["backend"].startswith(("ONNX", "OpenVINO"))}
     assert alone["ONNX Runtime FP32 CPU"]["x_ort_fp32"] == 1.0  # CPU rows: own process, ratio from the same run
     assert all(m["process"] == "own, interleaved" and m["x_ort_fp32"] > 0 for m in alone.values())
+    e2e = {row["backend"]: row["end_to_end"] for row in result["rows"] if row["backend"] in alone}
+    assert all(e["process"] == "own, interleaved" and e["p50_ms"] > 0 for e in e2e.values())  # both columns
+    assert e2e["ONNX Runtime FP32 CPU"]["x_ort_fp32"] == 1.0
     assert "process" not in next(row for row in result["rows"] if row["backend"] == "PyTorch FP32 CPU")["model"]
     assert out.with_suffix(".png").is_file() and "p50 ms" in r.stdout and "x ORT32" in r.stdout
 
@@ -245,3 +249,18 @@ def test_isolated_timing_runs_each_model_in_its_own_process(exported, tmp_path):
     assert median_ms([[0.001, 0.003, 0.002], [0.010, 0.004, 0.005]]) == pytest.approx(3.5)
     with pytest.raises(RuntimeError, match="missing.onnx"):
         time_isolated({"x": tmp_path / "missing.onnx"}, (1, 3, 384, 640), rounds=1, iters=1)
+
+
+def test_isolated_pipeline_timing_adds_the_end_to_end_call(exported, tmp_path):
+    """Both columns from one child per file and round; end to end (a 1080x1920 JPEG decoded, letterboxed,
+    inferred, NMS) takes longer than the model alone, in ONNX Runtime and OpenVINO alike."""
+    from deploy.session_timer import time_isolated_pipeline
+
+    image = tmp_path / "frame.jpg"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 255, (1080, 1920, 3), dtype=np.uint8))
+    files = {"ort": exported / "model.onnx", "ov": exported / "model.onnx"}
+    timed = time_isolated_pipeline(files, image, (1, 3, 384, 640), rounds=2, iters=2, warmup=1, runtimes={"ov": "openvino"})
+    assert {k: {p: [len(r) for r in v[p]] for p in v} for k, v in timed.items()} == {
+        k: {"model": [2, 2], "end_to_end": [2, 2]} for k in files}
+    for parts in timed.values():
+        assert min(t for r in parts["end_to_end"] for t in r) > min(t for r in parts["model"] for t in r) > 0
