@@ -45,7 +45,7 @@ def make(runtime: str, path: Path):
     return OnnxBackend(path, cpu) if runtime == "ort" else OpenVinoBackend(path, cpu, runtime == "openvino-half")
 
 
-def prepare(weights: Path, data: str, shape, batches, out: Path) -> dict:
+def prepare(weights: Path, data: str, shape, batches, out: Path, method: str = "percentile") -> dict:
     """Exports per batch; INT8 calibrated once (batch 1) and its ranges reused for the other batches."""
     dirs = {}
     for b in batches:
@@ -56,7 +56,7 @@ def prepare(weights: Path, data: str, shape, batches, out: Path) -> dict:
             for f in ("model_int8.calib.json", "model_int8.calib.key"):
                 shutil.copy(first / f, d / f)
         t = time.perf_counter()
-        r = export_int8(fp32, data, meta, evaluate_map=False)
+        r = export_int8(fp32, data, meta, method=method, evaluate_map=False)
         print(f"{d.name}: INT8 in {time.perf_counter() - t:.0f} s, error {r['error']}", flush=True)
         dirs[b] = d
     return dirs
@@ -106,14 +106,19 @@ def main() -> int:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--calib-method", choices=["minmax", "entropy", "percentile"], default="percentile",
+                   help="deploy.export --int8's; minmax calibrates random weights (a scale name) that the "
+                   "histogram methods refuse, for a latency row")
     args = p.parse_args()
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     flags = next((ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")), "").split()
     summary = {"cpu": cpu, "isa": [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16") if f in flags],
-               "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"), "shape": args.img, "models": {}}
+               "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"), "shape": args.img,
+               "calib_method": args.calib_method, "models": {}}
     args.out.mkdir(parents=True, exist_ok=True)
     weights = {w: weights_or_scale(w, args.out) for w in args.weights}
-    models = {path.stem: prepare(path, args.data, args.img, args.batches, args.out) for path in weights.values()}
+    models = {path.stem: prepare(path, args.data, args.img, args.batches, args.out, args.calib_method)
+              for path in weights.values()}
     for (given, path), dirs in zip(weights.items(), models.values()):
         scored = path == Path(given)  # else a scale name, built with random weights: its mAP means nothing
         summary["models"][path.stem] = {"accuracy": accuracy(dirs, args.data) if scored else None}
