@@ -15,6 +15,7 @@ mAP50-95 on the val split at the export shape. Writes OUT/summary.json and print
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import shutil
 import sys
@@ -95,6 +96,7 @@ def latency(models: dict, batch: int, shape, rounds: int, iters: int) -> dict:
 
 
 def main() -> int:
+    faulthandler.enable()
     shared = shared_dir()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/bench/int8"))
@@ -119,13 +121,17 @@ def main() -> int:
     weights = {w: weights_or_scale(w, args.out) for w in args.weights}
     models = {path.stem: prepare(path, args.data, args.img, args.batches, args.out, args.calib_method)
               for path in weights.values()}
-    for (given, path), dirs in zip(weights.items(), models.values()):
-        scored = path == Path(given)  # else a scale name, built with random weights: its mAP means nothing
-        summary["models"][path.stem] = {"accuracy": accuracy(dirs, args.data) if scored else None}
+    # latency first, before this process holds any session; the summary saved after each phase (a run on
+    # 2026-11-24 died by SIGSEGV after its 15 accuracy sessions, before timing: faulthandler names where)
+    summary["models"] = {name: {"accuracy": None} for name in models}
     for b in args.batches:
         for name, rows in latency(models, b, args.img, args.rounds, args.iters).items():
             summary["models"][name][f"batch{b}"] = rows
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    for (given, path), dirs in zip(weights.items(), models.values()):
+        if path == Path(given):  # else a scale name, built with random weights: its mAP means nothing
+            summary["models"][path.stem]["accuracy"] = accuracy(dirs, args.data)
+            (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"\n{cpu} ({', '.join(summary['isa'])}), {summary['threads']} threads, {summary['date']}\n")
     head = ["model", "runtime", "mAP50-95"] + [f"b{b} {k}" for b in args.batches for k in ("p50 ms", "p90 ms", "× ORT FP32")]
     print("| " + " | ".join(head) + " |\n|" + " --- |" * len(head))
