@@ -32,8 +32,6 @@ def _runner(path: str, runtime: str):
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         return lambda x: session.run(None, {name: x})
-    if runtime not in RUNTIMES:
-        raise ValueError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
     import torch
 
     from deploy.runtime import OpenVinoBackend
@@ -77,6 +75,8 @@ def time_session(path: str, shape: tuple[int, ...], iters: int, warmup: int, run
     use, after the model loop: one session serves both)."""
     import numpy as np
 
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
     x = np.random.default_rng(0).random(shape, dtype=np.float32)
     if image is None:
         return {"model": _timed(_runner(path, runtime), x, iters, warmup), "end_to_end": None}
