@@ -245,6 +245,8 @@ def main(argv=None) -> int:
     shapes = [tuple(args.img)] + ([tuple(args.compare_img)] if args.compare_img else [])
     rows = []
     scored = val_samples(args.data) if args.data else None
+    to_score = []  # (row, backend, shape), scored after every timing child ran (docs/BENCHMARKS.md, INT8 round 4:
+    # a process that had scored died by SIGSEGV starting its next child)
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         image = _test_image(tmp)
@@ -257,11 +259,12 @@ def main(argv=None) -> int:
                 for label, backend, cuda, key in _backends(w, shape, args.batch, onnx_files, engines, tmp, args.calib_data):
                     r = ({"backend": label, "model": None, "end_to_end": None} if key else  # filled by time_alone
                          bench_backend(label, backend, shape, args.batch, image, args.warmup, args.iters, cuda))
-                    if scored:
-                        r["accuracy"] = fixed_shape_map(backend, *scored, shape)
                     rows.append({"weights": str(w), "shape": list(shape), "batch": args.batch, **r})
+                    to_score += [(rows[-1], backend, shape)] if scored else []
                     alone += [(rows[-1], key)] if key else []
                 time_alone(alone, image, (args.batch, 3, *shape), min(args.rounds, args.iters), args.iters, args.warmup)
+        for row, backend, shape in to_score:
+            row["accuracy"] = fixed_shape_map(backend, *scored, shape)
     print(format_table(rows))
     result = {
         "machine": {

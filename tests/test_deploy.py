@@ -161,7 +161,9 @@ def test_engine_build_and_run(exported, tmp_path):
     assert out.shape == (1, 15120, 85)
 
 
-def test_bench_json_schema(tmp_path, yolov5n_pt):
+def test_bench_json_schema(tmp_path, yolov5n_pt, coco128):
+    """Every row timed (CPU ONNX Runtime / OpenVINO rows in their own processes, both columns) and scored
+    with --data, the scoring after the timing children (docs/BENCHMARKS.md, INT8 round 4)."""
     out = tmp_path / "bench.json"
     r = _run(
         "-m",
@@ -177,6 +179,8 @@ def test_bench_json_schema(tmp_path, yolov5n_pt):
         "1",
         "--rounds",
         "1",
+        "--data",
+        str(coco128),
         "--json",
         str(out),
     )
@@ -197,6 +201,7 @@ def test_bench_json_schema(tmp_path, yolov5n_pt):
     assert e2e["ONNX Runtime FP32 CPU"]["x_ort_fp32"] == 1.0
     assert "process" not in next(row for row in result["rows"] if row["backend"] == "PyTorch FP32 CPU")["model"]
     assert out.with_suffix(".png").is_file() and "p50 ms" in r.stdout and "x ORT32" in r.stdout
+    assert all(0.3 < row["accuracy"]["map50_95"] < 0.4 for row in result["rows"])  # yolov5n at 384x640: ~0.34
 
 
 @pytest.mark.slow
