@@ -208,6 +208,12 @@ def val_samples(data: str):
     return scan_split(cfg, "val", progress=False)[0], cfg.names
 
 
+def machine_info() -> dict:
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m deploy.bench",
@@ -267,13 +273,7 @@ def main(argv=None) -> int:
             row["accuracy"] = fixed_shape_map(backend, *scored, shape)
     print(format_table(rows))
     result = {
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        },
+        "machine": machine_info(),
         "iters": args.iters,
         "warmup": args.warmup,
         "rounds": min(args.rounds, args.iters),
