@@ -124,14 +124,15 @@ def main() -> int:
     # latency first, before this process holds any session; the summary saved after each phase (a run on
     # 2026-11-24 died by SIGSEGV after its 15 accuracy sessions, before timing: faulthandler names where)
     summary["models"] = {name: {"accuracy": None} for name in models}
+    save = lambda: (args.out / "summary.json").write_text(json.dumps(summary, indent=1))  # noqa: E731
     for b in args.batches:
         for name, rows in latency(models, b, args.img, args.rounds, args.iters).items():
             summary["models"][name][f"batch{b}"] = rows
-        (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        save()
     for (given, path), dirs in zip(weights.items(), models.values()):
         if path == Path(given):  # else a scale name, built with random weights: its mAP means nothing
             summary["models"][path.stem]["accuracy"] = accuracy(dirs, args.data)
-            (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+            save()
     print(f"\n{cpu} ({', '.join(summary['isa'])}), {summary['threads']} threads, {summary['date']}\n")
     head = ["model", "runtime", "mAP50-95"] + [f"b{b} {k}" for b in args.batches for k in ("p50 ms", "p90 ms", "× ORT FP32")]
     print("| " + " | ".join(head) + " |\n|" + " --- |" * len(head))

@@ -23,20 +23,26 @@ from pathlib import Path
 RUNTIMES = ("ort", "openvino", "openvino-half")  # ONNX Runtime CPU; OpenVINO FP32, or its bf16/f16 inference
 
 
+def _deployed(path: str, runtime: str):
+    """The backend val and predict use for ``runtime`` (OpenVINO at its precision, or ONNX Runtime)."""
+    import torch
+
+    from deploy.runtime import load_deployed
+
+    return load_deployed(path, torch.device("cpu"), half=runtime == "openvino-half",
+                         backend="onnxruntime" if runtime == "ort" else "openvino")
+
+
 def _runner(path: str, runtime: str):
     """One inference call on a numpy batch: ONNX Runtime's ``session.run`` (numpy and onnxruntime only), or
-    OpenVINO through ``deploy.runtime.OpenVinoBackend`` (the deployment's own settings: threads, precision)."""
+    OpenVINO through the deployment's backend (its own settings: threads, precision)."""
     if runtime == "ort":
         import onnxruntime as ort
 
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         return lambda x: session.run(None, {name: x})
-    import torch
-
-    from deploy.runtime import OpenVinoBackend
-
-    return OpenVinoBackend(path, torch.device("cpu"), half=runtime == "openvino-half").run
+    return _deployed(path, runtime).run
 
 
 def end_to_end_call(backend, image: Path, shape: tuple[int, int], batch: int):
@@ -57,13 +63,13 @@ def end_to_end_call(backend, image: Path, shape: tuple[int, int], batch: int):
     return call
 
 
-def _timed(call, x, iters: int, warmup: int) -> list[float]:
+def _timed(call, iters: int, warmup: int) -> list[float]:
     for _ in range(warmup):
-        call(x)
+        call()
     times = []
     for _ in range(iters):
         start = time.perf_counter()
-        call(x)
+        call()
         times.append(time.perf_counter() - start)
     return times
 
@@ -79,16 +85,12 @@ def time_session(path: str, shape: tuple[int, ...], iters: int, warmup: int, run
         raise ValueError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
     x = np.random.default_rng(0).random(shape, dtype=np.float32)
     if image is None:
-        return {"model": _timed(_runner(path, runtime), x, iters, warmup), "end_to_end": None}
-    import torch
-
-    from deploy.runtime import load_deployed
-
-    backend = load_deployed(path, torch.device("cpu"), half=runtime == "openvino-half",
-                            backend="onnxruntime" if runtime == "ort" else "openvino")
-    model = _timed(backend.run, x, iters, warmup)
+        run = _runner(path, runtime)
+        return {"model": _timed(lambda: run(x), iters, warmup), "end_to_end": None}
+    backend = _deployed(path, runtime)
+    model = _timed(lambda: backend.run(x), iters, warmup)
     pipeline = end_to_end_call(backend, Path(image), tuple(shape[2:]), shape[0])
-    return {"model": model, "end_to_end": _timed(lambda _: pipeline(), None, iters, warmup)}
+    return {"model": model, "end_to_end": _timed(pipeline, iters, warmup)}
 
 
 def _interleaved(files: dict[str, Path], shape: tuple[int, ...], rounds: int, iters: int, warmup: int,
