@@ -28,6 +28,7 @@ import os
 import platform
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -169,29 +170,32 @@ def _exported(weights: Path, shape, batch: int, tmp: Path, calib_data: str | Non
 
 def _backends(weights: Path, shape, batch: int, onnx_files: list[Path], engines: list[Path], tmp: Path,
               calib_data: str | None = None):
-    """(label, backend, on_cuda, alone) for every backend available here; ``alone``: (file, deploy.session_timer
-    runtime) for the rows timed in a process of their own (CPU ONNX Runtime and OpenVINO), else None."""
-    from deploy.runtime import OnnxBackend, OpenVinoBackend
+    """(label, make, on_cuda, alone) for every backend available here: ``make()`` builds the backend;
+    ``alone``: (file, deploy.session_timer runtime) for the rows timed in a process of their own (CPU ONNX Runtime
+    and OpenVINO; this process builds those only to score them, after every timing child ran), else None."""
+    from deploy.runtime import OnnxBackend, OpenVinoBackend, openvino_half_precision
 
-    yield "PyTorch FP32 CPU", TorchBackend(weights, torch.device("cpu")), False, None
+    cpu = torch.device("cpu")
+    yield "PyTorch FP32 CPU", partial(TorchBackend, weights, cpu), False, None
     if torch.cuda.is_available():
-        yield "PyTorch FP32 CUDA", TorchBackend(weights, torch.device("cuda")), True, None
-        yield "PyTorch FP16 CUDA", TorchBackend(weights, torch.device("cuda"), half=True), True, None
+        yield "PyTorch FP32 CUDA", partial(TorchBackend, weights, torch.device("cuda")), True, None
+        yield "PyTorch FP16 CUDA", partial(TorchBackend, weights, torch.device("cuda"), half=True), True, None
     onnx_files = onnx_files or _exported(weights, shape, batch, tmp, calib_data)
     device, where = _ort_device()
     for f in onnx_files:
         precision = "INT8" if "int8" in f.name else "FP16" if "fp16" in f.name else "FP32"
-        yield f"ONNX Runtime {precision} {where}", OnnxBackend(f, device), False, (f, "ort") if where == "CPU" else None
+        yield (f"ONNX Runtime {precision} {where}", partial(OnnxBackend, f, device), False,
+               (f, "ort") if where == "CPU" else None)
         if _has_openvino() and precision != "FP16":  # the CPU plugin runs FP16 files in f32: nothing to time
-            yield f"OpenVINO {precision} CPU", OpenVinoBackend(f, torch.device("cpu")), False, (f, "openvino")
+            yield f"OpenVINO {precision} CPU", partial(OpenVinoBackend, f, cpu), False, (f, "openvino")
             if precision == "FP32":
-                ov = OpenVinoBackend(f, torch.device("cpu"), half=True)
-                yield f"OpenVINO {ov.inference_precision.upper()} CPU", ov, False, (f, "openvino-half")
+                half = openvino_half_precision()
+                yield f"OpenVINO {half.upper()} CPU", partial(OpenVinoBackend, f, cpu, half=True), False, (f, "openvino-half")
     for e in engines:
         from deploy.engine import TrtBackend
 
-        trt = TrtBackend(e, torch.device("cuda"))
-        yield f"TensorRT {trt.precision.upper()}", trt, True, None
+        precision = _engine_meta(e).get("precision", "fp16")
+        yield f"TensorRT {precision.upper()}", partial(TrtBackend, e, torch.device("cuda")), True, None
 
 
 def _for_shape(files: list[Path], shape, read) -> list[Path]:
@@ -262,15 +266,16 @@ def main(argv=None) -> int:
                 onnx_files = _for_shape(args.onnx, shape, read_metadata) if len(args.weights) == 1 else []
                 engines = _for_shape(args.engine, shape, _engine_meta) if len(args.weights) == 1 else []
                 alone = []
-                for label, backend, cuda, key in _backends(w, shape, args.batch, onnx_files, engines, tmp, args.calib_data):
+                for label, make, cuda, key in _backends(w, shape, args.batch, onnx_files, engines, tmp, args.calib_data):
+                    backend = None if key else make()
                     r = ({"backend": label, "model": None, "end_to_end": None} if key else  # filled by time_alone
                          bench_backend(label, backend, shape, args.batch, image, args.warmup, args.iters, cuda))
                     rows.append({"weights": str(w), "shape": list(shape), "batch": args.batch, **r})
-                    to_score += [(rows[-1], backend, shape)] if scored else []
+                    to_score += [(rows[-1], backend, make, shape)] if scored else []
                     alone += [(rows[-1], key)] if key else []
                 time_alone(alone, image, (args.batch, 3, *shape), min(args.rounds, args.iters), args.iters, args.warmup)
-        for row, backend, shape in to_score:
-            row["accuracy"] = fixed_shape_map(backend, *scored, shape)
+        for row, backend, make, shape in to_score:  # a CPU row's backend is built here, after its timing children
+            row["accuracy"] = fixed_shape_map(backend or make(), *scored, shape)
     print(format_table(rows))
     result = {
         "machine": machine_info(),

@@ -14,15 +14,15 @@ import numpy as np
 import torch
 
 from deploy.export import read_metadata
-from detect.backend import BACKENDS
+from detect.backend import BACKENDS, cpu_threads
 from detect.errors import WeightsError
 
 
 class DeployedBackend:
     """What both runtimes share: metadata, the fixed input shape, batch chunking."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, device: torch.device):
+        self.path, self.device = Path(path), device
         self.meta = read_metadata(self.path)
         if "nms" in self.meta:
             raise WeightsError(
@@ -72,7 +72,7 @@ class OnnxBackend(DeployedBackend):
     def __init__(self, path: str | Path, device: torch.device):
         import onnxruntime as ort
 
-        super().__init__(path)
+        super().__init__(path, device)
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -104,7 +104,7 @@ class OpenVinoBackend(DeployedBackend):
             import openvino as ov
         except ImportError:
             raise WeightsError("--backend openvino: the openvino package is not installed (pip install -r requirements.txt)") from None
-        super().__init__(path)
+        super().__init__(path, device)
         core = ov.Core()
         config = openvino_config(core, half)
         self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
@@ -117,11 +117,20 @@ class OpenVinoBackend(DeployedBackend):
 
 def openvino_config(core, half: bool = False) -> dict:
     """The CPU plugin settings deployment runs with (val, predict, bench and benchmarks/int8_profile.py alike):
-    FP32 asked for explicitly, ``half`` bf16 (f16 where the CPU lacks bf16), latency hint, torch's threads."""
-    caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    precision = ("bf16" if "BF16" in caps else "f16") if half else "f32"
+    FP32 asked for explicitly, ``half`` bf16 (f16 where the CPU lacks bf16), latency hint, the process's CPU
+    threads (``detect.backend.cpu_threads``: torch's, before a CPU runtime took them over)."""
+    precision = openvino_half_precision(core) if half else "f32"
     return {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+            "INFERENCE_NUM_THREADS": cpu_threads()}
+
+
+def openvino_half_precision(core=None) -> str:
+    """What ``half`` means on this CPU for OpenVINO: bf16 where the CPU has it, else f16."""
+    if core is None:
+        import openvino as ov
+
+        core = ov.Core()
+    return "bf16" if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "f16"
 
 
 def load_deployed(path: str | Path, device: torch.device, half: bool = False, backend: str = "auto"):

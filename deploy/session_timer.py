@@ -87,7 +87,10 @@ def time_session(path: str, shape: tuple[int, ...], iters: int, warmup: int, run
     if image is None:
         run = _runner(path, runtime)
         return {"model": _timed(lambda: run(x), iters, warmup), "end_to_end": None}
+    from detect.backend import settle_cpu_threads
+
     backend = _deployed(path, runtime)
+    settle_cpu_threads([backend])  # as val and predict run it
     model = _timed(lambda: backend.run(x), iters, warmup)
     pipeline = end_to_end_call(backend, Path(image), tuple(shape[2:]), shape[0])
     return {"model": model, "end_to_end": _timed(pipeline, iters, warmup)}

@@ -66,11 +66,43 @@ def load_backend(weights: str | Path, device: torch.device, half: bool = False, 
     return TorchBackend(weights, device, half)
 
 
+CPU_RUNTIMES = ("onnxruntime", "openvino")  # run the model on thread pools of their own
+_cpu_threads: int | None = None  # torch's threads before settle_cpu_threads lowered them
+
+
+def unwrap(backend):
+    """The runtime inside timing and TTA wrappers (each keeps the one it wraps as ``.backend``)."""
+    while hasattr(backend, "backend"):
+        backend = backend.backend
+    return backend
+
+
+def cpu_threads() -> int:
+    """Threads for a CPU runtime's own pool: torch's count as it was before ``settle_cpu_threads``."""
+    return _cpu_threads or torch.get_num_threads()
+
+
+def settle_cpu_threads(backends) -> bool:
+    """Leave torch one thread when every backend runs its model in a CPU runtime (ONNX Runtime, OpenVINO).
+
+    torch is then left with the pre- and post-processing, and its OpenMP workers, spinning after each small
+    op, took the cores the runtime's threads needed: yolov5n in ONNX Runtime at 384x640, 52 ms end to end
+    with 16 ms in the model; with torch on one thread, 30 ms, the model's time unchanged (docs/BENCHMARKS.md,
+    INT8 round 5). A PyTorch member keeps every thread. Returns whether it settled."""
+    global _cpu_threads
+    runtimes = [unwrap(b) for b in backends]
+    if not runtimes or not all(getattr(r, "name", "pytorch") in CPU_RUNTIMES and getattr(r, "device", None) is not None
+                               and r.device.type == "cpu" for r in runtimes):
+        return False
+    _cpu_threads = cpu_threads()
+    torch.set_num_threads(1)
+    return True
+
+
 def runtime_info(backend) -> dict:
     """What runs a (possibly wrapped) backend, for the JSON reports: ``runtime`` (pytorch, onnxruntime,
     openvino, tensorrt) and ``precision`` (the graph's: fp32, fp16, int8; OpenVINO adds its inference type)."""
-    while hasattr(backend, "backend"):
-        backend = backend.backend
+    backend = unwrap(backend)
     info = {"runtime": getattr(backend, "name", "pytorch"), "precision": getattr(backend, "precision", "fp32")}
     if getattr(backend, "inference_precision", None):
         info["inference_precision"] = backend.inference_precision

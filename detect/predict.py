@@ -175,10 +175,11 @@ def main(argv=None) -> int:
         if out is not None:
             ensure_writable(out.parent)
     device = cli.select_device(args.device)
-    from detect.backend import check_input_size
+    from detect.backend import check_input_size, settle_cpu_threads
 
     predictor = Predictor.from_weights(args.weights, args.img, device, inference_config(args), args.half,
                                        args.fuse_weights, args.backend)
+    settle_cpu_threads([m.backend for m in predictor.members])  # ONNX Runtime / OpenVINO alone: the cores are theirs
     for i, m in enumerate(predictor.members):  # members: each weights file at each size, in that order
         check_input_size(m.backend, m.img_size, args.weights[i // len(args.img)])
     print(f"inference: {describe(predictor.config, len(predictor.members))}")

@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from detect import cli
-from detect.backend import check_input_size, load_backend, runtime_info
+from detect.backend import check_input_size, load_backend, runtime_info, settle_cpu_threads
 from detect.boxes import non_max_suppression
 from detect.data.config import load_data_config
 from detect.data.dataset import EvalDataset, load_image
@@ -252,6 +252,7 @@ def main(argv=None) -> int:
     cfg = load_data_config(args.data)  # bad data fails before the model loads
     device = cli.select_device(args.device)
     predictor = build_predictor(args, device, cfg.nc, args.data)
+    settle_cpu_threads([m.backend for m in predictor.members])  # ONNX Runtime / OpenVINO alone: the cores are theirs
     samples, label_report = scan_split(cfg, args.split)
     for line in label_report.lines():
         print(line)

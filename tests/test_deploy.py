@@ -269,3 +269,26 @@ def test_isolated_pipeline_timing_adds_the_end_to_end_call(exported, tmp_path):
         k: {"model": [2, 2], "end_to_end": [2, 2]} for k in files}
     for parts in timed.values():
         assert min(t for r in parts["end_to_end"] for t in r) > min(t for r in parts["model"] for t in r) > 0
+
+
+def test_a_cpu_runtime_alone_gets_the_cores(exported, yolov5n_pt):
+    """val and predict leave torch one thread when ONNX Runtime / OpenVINO run every model (torch's spinning
+    OpenMP workers took the runtime's cores: docs/BENCHMARKS.md, INT8 round 5), keep every thread with a
+    PyTorch member, and an OpenVINO model built afterwards still gets the former count. In a child process:
+    torch's thread count belongs to the process."""
+    onnx_file = str(exported / "model.onnx")
+    code = f"""
+import torch
+torch.set_num_threads(2)
+from deploy.runtime import OnnxBackend, OpenVinoBackend
+from detect.backend import TorchBackend, settle_cpu_threads
+from detect.val import TimedBackend
+cpu = torch.device("cpu")
+ort = TimedBackend(OnnxBackend({onnx_file!r}, cpu))
+assert not settle_cpu_threads([ort, TorchBackend({str(yolov5n_pt)!r}, cpu)]) and torch.get_num_threads() == 2
+assert settle_cpu_threads([ort]) and torch.get_num_threads() == 1
+print("openvino threads", OpenVinoBackend({onnx_file!r}, cpu).compiled.get_property("INFERENCE_NUM_THREADS"))
+"""
+    r = _run("-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-1] == "2", r.stdout
