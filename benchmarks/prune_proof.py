@@ -109,13 +109,16 @@ class Task:
         return fit(config)
 
     def prune_config(self, weights: Path, out: Path, strategy: str, ratio: float | None, steps: int, step_epochs: int,
-                     gflops: float | None = None, round_to: int = 8, at_most: bool = False):
+                     gflops: float | None = None, round_to: int = 8, at_most: bool = False, val_interval: int = 1):
+        """``val_interval``: the proof passes each run's length, so a pruned model, like the baseline (``train``),
+        is its last epoch's and not the best of many validations on the split that scores it."""
         sets = [f"{k}={v}" for k, v in {"nominal_batch": 16, **self.sets}.items()]
         return PruneConfig(weights=weights, data=str(self.data), out=out, strategy=strategy, ratio=ratio, gflops=gflops,
                            gflops_at_most=at_most and gflops is not None, steps=steps, step_epochs=step_epochs,
                            distill=self.distill, img=self.img,
                            val_img=self.val_img, batch=16, round_to=round_to, hyp=str(RECOVER_HYP),
-                           finetune_hyp=str(self.finetune_hyp), set=sets, latency_iters=0)
+                           finetune_hyp=str(self.finetune_hyp), set=sets, latency_iters=0,
+                           val_interval=max(1, val_interval))
 
 
 def starting_weights(task: Task, args) -> Path:
@@ -144,7 +147,7 @@ def strategy_run(task: Task, base: Path, strategy: str, round_to: int, args) -> 
     budget = math.floor(1.5 * args.budget)
     step_epochs = 0 if args.steps == 1 else min(args.step_epochs, budget // args.steps)  # one step: no recovery
     c = task.prune_config(base, task.root / strategy, strategy, None, args.steps, step_epochs, gflops=args.target,
-                          round_to=round_to, at_most=args.gflops_at_most)
+                          round_to=round_to, at_most=args.gflops_at_most, val_interval=budget)
     c.finetune_epochs = budget - step_epochs * args.steps
     from prune.pipeline import run
 
@@ -152,9 +155,9 @@ def strategy_run(task: Task, base: Path, strategy: str, round_to: int, args) -> 
     done = task.root / strategy / "report.json"
     report = json.loads(done.read_text()) if done.is_file() else None
     key = lambda r: (r["weights"], r.get("gflops_target"), len(r["steps"]), r["finetune_epochs"],  # noqa: E731
-                     r.get("finetune_hyp"), r["round_to"], r.get("gflops_at_most", False))
+                     r.get("finetune_hyp"), r["round_to"], r.get("gflops_at_most", False), r.get("val_interval", 1))
     if report is not None and key(report) == (str(base), args.target, args.steps, c.finetune_epochs, c.finetune_hyp,
-                                              round_to, args.gflops_at_most):
+                                              round_to, args.gflops_at_most, c.val_interval):
         print(f"{strategy}: reusing {done}")  # a finished run with these settings (delete the folder to redo it)
     else:
         report = run(c)
@@ -170,7 +173,7 @@ def curve(task: Task, base: Path, strategies: dict[str, int], args) -> dict:
 
     Saved to TASK/curve/points.json and reused by a later run with the same baseline and --curve-epochs."""
     cache = task.root / "curve" / "points.json"
-    key = {"baseline": str(base), "curve_epochs": args.curve_epochs, "finetune_hyp": str(task.finetune_hyp),
+    key = {"baseline": str(base), "curve_epochs": args.curve_epochs, "finetune_hyp": str(task.finetune_hyp), "last_epoch": True,
            "strategies": strategies, "gflops_at_most": args.gflops_at_most}
     out = {s: {} for s in strategies}
     if cache.is_file() and json.loads(cache.read_text()).get("key") == key:
@@ -188,7 +191,7 @@ def curve(task: Task, base: Path, strategies: dict[str, int], args) -> dict:
             folder = task.root / "curve" / f"{strategy}_{target}"
             untuned = folder / "pruned_untuned.pt"
             atomic_save(make_checkpoint(pruned, task.cfg.names), untuned)
-            c = task.prune_config(base, folder, strategy, ratio, 1, 0, round_to=round_to)
+            c = task.prune_config(base, folder, strategy, ratio, 1, 0, round_to=round_to, val_interval=args.curve_epochs)
             try:
                 tuned = finetune(c, untuned, args.curve_epochs, folder / "finetune",
                                  hyp_file=c.finetune_hyp).summary["map50_95"]

@@ -34,6 +34,7 @@ class PruneConfig:
     compensation: str = "reconstruct"  # or "mean": how removed channels are compensated (prune.surgery)
     match_bn: bool = False  # re-express BatchNorms around the compensated statistics (prune.surgery.remove)
     finetune_epochs: int = 0  # after the last step
+    val_interval: int = 1  # recovery validates every N epochs and after its last (its best.pt is chosen on val)
     distill: bool = False
     sensitivity: bool = False
     sensitivity_share: float = 0.25
@@ -86,6 +87,7 @@ def check(c: PruneConfig) -> None:
                         ("--calib-images", c.calib_images), ("--latency-iters", c.latency_iters)):
         cli.check_range(flag, value, 0)
     cli.check_range("--round-to", c.round_to, 1)
+    cli.check_range("--val-interval", c.val_interval, 1)
     cli.check_range("--sensitivity-share", c.sensitivity_share, 0, 1, low_open=True)
     if c.max_drop is not None:
         cli.check_range("--max-drop", c.max_drop, 0)
@@ -131,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "calibration images (same eval function): helped recovery where those images look like the "
                    "training batches, hurt it under sliced training (docs/BENCHMARKS.md)")
     p.add_argument("--finetune-epochs", type=int, default=0, help="fine-tuning epochs after the last step")
+    p.add_argument("--val-interval", type=int, default=1,
+                   help="validate recovery and fine-tuning every N epochs and after the last: the kept model is the "
+                   "best validated one, so N >= the epochs keeps the last epoch's (no choice made on the validation "
+                   "split, and no validation cost per epoch)")
     p.add_argument("--distill", action="store_true", help="recover with the unpruned model as teacher")
     p.add_argument("--sensitivity", action="store_true",
                    help="scan: mAP after removing --sensitivity-share of one group at a time (table + plot)")

@@ -62,7 +62,7 @@ def finetune(c: PruneConfig, checkpoint: Path, epochs: int, out: Path, share: fl
         hyp["warmup_epochs"] = 0.0 if share is not None and share <= 0.1 else min(hyp["warmup_epochs"], 0.1 * epochs)
     config = TrainConfig(data=c.data, out=out, model=str(checkpoint), weights=str(checkpoint),
                          teacher=str(c.weights) if c.distill else None, img=c.img, val_img=c.val_img, epochs=epochs,
-                         batch=c.batch, hyp=hyp, device=c.device, workers=c.workers, quiet=True)
+                         val_interval=c.val_interval, batch=c.batch, hyp=hyp, device=c.device, workers=c.workers, quiet=True)
     result = fit(config)
     if result.stopped:
         raise Stopped(result.stopped)
@@ -165,6 +165,7 @@ def _report(c: PruneConfig, model, pruned, before, after, tuned, gsum, ckpt, ste
         "map50_before": before["map50"], "map50_pruned": after["map50"], "map50_finetuned": tuned["map50"],
         "map50_95_before": before["map50_95"], "map50_95_pruned": after["map50_95"],
         "map50_95_finetuned": tuned["map50_95"], "finetune_epochs": c.finetune_epochs, "distill": c.distill,
+        "val_interval": c.val_interval,
         "epochs_total": c.step_epochs * len(steps) * (c.steps > 1) + c.finetune_epochs,
         "gamma": gsum, "sparsity_trained": looks_sparsity_trained(gsum),
         "sparsity_training": sparsity_history(ckpt), "layers": layer_table(model, pruned),

@@ -155,6 +155,29 @@ def test_iterative_pruning_reaches_the_ratio_in_k_steps(tmp_path, tiny_synthetic
     assert "| step |" in (tmp_path / "it" / "report.md").read_text()
 
 
+def test_val_interval_keeps_the_last_epoch_of_the_fine_tuning(tmp_path, tiny_synthetic):
+    """--val-interval >= the epochs: only the last epoch is validated, so pruned.pt is that epoch's model (the
+    proof compares it with a baseline that was not chosen on the validation split either)."""
+    import csv
+
+    from prune.pipeline import run
+
+    ckpt = tmp_path / "m.pt"
+    from detect.data.synthetic import CLASSES
+
+    atomic_save(make_checkpoint(build_model(default_arch("yolov5n", nc=len(CLASSES))), CLASSES), ckpt)
+    report = run(PruneConfig(weights=ckpt, data=str(tiny_synthetic), img=64, batch=2, workers=0, latency_iters=0,
+                             calib_images=2, set=["warmup_epochs=0", "nominal_batch=2"], out=tmp_path / "p",
+                             ratio=0.2, finetune_epochs=2, val_interval=2))
+    rows = list(csv.DictReader((tmp_path / "p" / "finetune" / "results.csv").open()))
+    assert [r["map50_95"] == "nan" for r in rows] == [True, False]
+    assert report["val_interval"] == 2
+    best = torch.load(tmp_path / "p" / "finetune" / "weights" / "best.pt", weights_only=True)
+    assert best["meta"]["epoch"] == 2
+    with pytest.raises(UsageError, match="--val-interval"):
+        PruneConfig(weights=ckpt, data=str(tiny_synthetic), out=tmp_path / "x", ratio=0.2, val_interval=0)
+
+
 def _randomise_gamma(model) -> None:
     """Distinct BatchNorm |gamma| in [0.1, 1] (a fresh model's are all 1: every global threshold ties)."""
     with torch.no_grad():
