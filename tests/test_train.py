@@ -155,6 +155,20 @@ def test_resume_mid_epoch_continues_the_same_curve(tmp_path, tiny_synthetic, mon
     assert a["train"]["ema_updates"] == b["train"]["ema_updates"] == 10
 
 
+def test_validation_cadence_does_not_change_training(tmp_path, tiny_synthetic):
+    """The same weights whether every epoch is validated or only the last: a run's last epoch is what it would
+    have been under any --val-interval (the slimming proof compares last epochs, docs/BENCHMARKS.md)."""
+    train_mod.train(_args(tiny_synthetic, tmp_path / "every"))
+    train_mod.train(_args(tiny_synthetic, tmp_path / "last", extra=["--val-interval", "2"]))
+    a = load_checkpoint(tmp_path / "every" / "weights" / "last.pt")
+    b = load_checkpoint(tmp_path / "last" / "weights" / "last.pt")
+    for key in ("model", "ema"):
+        for name, t in a[key].items():
+            assert torch.equal(t, b[key][name]), (key, name)
+    rows = list(csv.DictReader((tmp_path / "last" / "results.csv").open()))
+    assert [r["map50_95"] == "nan" for r in rows] == [True, False]
+
+
 @pytest.mark.parametrize("case", ["finished", "foreign", "hyp", "batch", "empty_split"])
 def test_bad_input_one_line(tmp_path, tiny_synthetic, case):
     base = [
