@@ -35,6 +35,7 @@ from detect.backend import load_backend  # noqa: E402
 from detect.data.config import load_data_config  # noqa: E402
 from detect.data.labels import scan_split  # noqa: E402
 from detect.infer.predictor import InferenceConfig, Member, Predictor  # noqa: E402
+from detect.machine import cpu_model  # noqa: E402
 from detect.metrics import coco_ground_truth, evaluate  # noqa: E402
 from detect.paths import shared_dir  # noqa: E402
 from detect.val import TimedBackend, coco_results, predictor_detections  # noqa: E402
@@ -147,8 +148,7 @@ def main() -> int:
     p.add_argument("--synthetic-data", default="data/synthetic/data.yaml")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    summary = {"cpu": next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?"),
-               "date": time.strftime("%Y-%m-%d"), "threads": torch.get_num_threads()}
+    summary = {"cpu": cpu_model(), "date": time.strftime("%Y-%m-%d"), "threads": torch.get_num_threads()}
     summary["coco128"], (samples, cfg, gt) = coco128_rows(args.weights, args.data)
     if args.official_python:
         summary["coco128"] += official_rows(args.official_python, args.weights, args.data, samples, cfg, gt)

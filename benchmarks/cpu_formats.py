@@ -29,23 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 from detect.hyp import load_hyp  # noqa: E402
 from detect.loss import YOLOLoss  # noqa: E402
+from detect.machine import cpu_flags, cpu_model  # noqa: E402
 from detect.model import build_model, default_arch  # noqa: E402
 from detect.paths import shared_dir  # noqa: E402
 from detect.weights import build_from_checkpoint, load_checkpoint  # noqa: E402
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
-def cpu_flags() -> set[str]:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 def load(nc_weights: Path | None):

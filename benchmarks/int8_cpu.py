@@ -33,6 +33,7 @@ from deploy.export import export  # noqa: E402
 from deploy.quantize import export_int8  # noqa: E402
 from deploy.runtime import OnnxBackend, OpenVinoBackend  # noqa: E402
 from deploy.session_timer import median_ms, time_isolated  # noqa: E402
+from detect.machine import machine_info  # noqa: E402
 from detect.paths import shared_dir  # noqa: E402
 from detect.val import fixed_shape_map  # noqa: E402
 
@@ -112,10 +113,9 @@ def main() -> int:
                    help="deploy.export --int8's; minmax calibrates random weights (a scale name) that the "
                    "histogram methods refuse, for a latency row")
     args = p.parse_args()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    flags = next((ln for ln in open("/proc/cpuinfo") if ln.startswith("flags")), "").split()
-    summary = {"cpu": cpu, "isa": [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16") if f in flags],
-               "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d"), "shape": args.img,
+    machine = machine_info()
+    summary = {"cpu": machine["cpu"], "isa": machine["isa"], "threads": machine["threads"],
+               "date": time.strftime("%Y-%m-%d"), "shape": args.img,
                "calib_method": args.calib_method, "models": {}}
     args.out.mkdir(parents=True, exist_ok=True)
     weights = {w: weights_or_scale(w, args.out) for w in args.weights}
@@ -133,7 +133,7 @@ def main() -> int:
         if path == Path(given):  # else a scale name, built with random weights: its mAP means nothing
             summary["models"][path.stem]["accuracy"] = accuracy(dirs, args.data)
             save()
-    print(f"\n{cpu} ({', '.join(summary['isa'])}), {summary['threads']} threads, {summary['date']}\n")
+    print(f"\n{summary['cpu']} ({', '.join(summary['isa'])}), {summary['threads']} threads, {summary['date']}\n")
     head = ["model", "runtime", "mAP50-95"] + [f"b{b} {k}" for b in args.batches for k in ("p50 ms", "p90 ms", "× ORT FP32")]
     print("| " + " | ".join(head) + " |\n|" + " --- |" * len(head))
     for name, m in summary["models"].items():

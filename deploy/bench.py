@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import tempfile
 import time
 from functools import partial
@@ -42,6 +40,7 @@ from detect.backend import TorchBackend
 from detect.boxes import prepare_image
 from detect.data.dataset import to_tensor
 from detect.errors import UsageError
+from detect.machine import machine_info
 from detect.outputs import ensure_writable
 from detect.val import fixed_shape_map
 
@@ -210,12 +209,6 @@ def val_samples(data: str):
 
     cfg = load_data_config(data)
     return scan_split(cfg, "val", progress=False)[0], cfg.names
-
-
-def machine_info() -> dict:
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def main(argv=None) -> int:

@@ -187,6 +187,7 @@ def test_bench_json_schema(tmp_path, yolov5n_pt, coco128):
     assert r.returncode == 0, r.stderr
     result = json.loads(out.read_text())
     assert {"machine", "iters", "rows"} <= result.keys()
+    assert result["machine"]["cpu"] and {"isa", "threads"} <= result["machine"].keys()  # every figure names its CPU
     backends = [row["backend"] for row in result["rows"]]
     assert {"PyTorch FP32 CPU", "ONNX Runtime FP32 CPU", "ONNX Runtime FP16 CPU"} <= set(backends)
     for row in result["rows"]:
