@@ -82,6 +82,12 @@ def cpu_threads() -> int:
     return _cpu_threads or torch.get_num_threads()
 
 
+def _cpu_runtime(backend) -> bool:
+    runtime = unwrap(backend)
+    device = getattr(runtime, "device", None)
+    return getattr(runtime, "name", "pytorch") in CPU_RUNTIMES and device is not None and device.type == "cpu"
+
+
 def settle_cpu_threads(backends) -> bool:
     """Leave torch one thread when every backend runs its model in a CPU runtime (ONNX Runtime, OpenVINO).
 
@@ -90,9 +96,7 @@ def settle_cpu_threads(backends) -> bool:
     with 16 ms in the model; with torch on one thread, 30 ms, the model's time unchanged (docs/BENCHMARKS.md,
     INT8 round 5). A PyTorch member keeps every thread. Returns whether it settled."""
     global _cpu_threads
-    runtimes = [unwrap(b) for b in backends]
-    if not runtimes or not all(getattr(r, "name", "pytorch") in CPU_RUNTIMES and getattr(r, "device", None) is not None
-                               and r.device.type == "cpu" for r in runtimes):
+    if not backends or not all(map(_cpu_runtime, backends)):
         return False
     _cpu_threads = cpu_threads()
     torch.set_num_threads(1)
