@@ -63,7 +63,7 @@ FINETUNE_HYP = REPO / "configs/hyp/finetune.yaml"  # the baseline's fine-tuning
 RECOVER_HYP = REPO / "configs/hyp/recover.yaml"  # pruned models' recovery between steps
 REWIND_HYP = REPO / "configs/hyp/rewind.yaml"  # pruned models' fine-tuning after the last step
 UNIFORM_ROUND_TO = 8  # one share per layer at 16 cannot land near 0.6x (0.656 or 0.362 of yolov5n's GFLOPs)
-BASELINE_RECIPES = {"baseline_ft": FINETUNE_HYP, "baseline_rewind": REWIND_HYP}  # folder -> hyp; the best counts
+BASELINE_RECIPES = {"ft": FINETUNE_HYP, "rewind": REWIND_HYP}  # recipe -> hyp, run in DIR/TASK/baseline_<recipe>
 
 
 # --------------------------------------------------------------------------- data
@@ -263,7 +263,7 @@ def run_task(name: str, args) -> dict:
     start = starting_weights(task, args)
     start_map = task.score(load_model(start, "cpu", fuse=False)[0])
     tuned = {}  # the same B epochs from the start with each fine-tuning recipe; the baseline is the best of all
-    for folder, hyp_file in ((f, h) for f, h in BASELINE_RECIPES.items() if f.split("_", 1)[1] in args.baseline_recipes):
+    for folder, hyp_file in ((f"baseline_{r}", BASELINE_RECIPES[r]) for r in args.baseline_recipes):
         best, log = root / folder / "weights" / "best.pt", root / folder / "results.csv"
         if not (best.is_file() and log.is_file() and log.read_text().count("\n") == args.budget + 1):
             best = Path(task.train(start, args.budget, root / folder, hyp_file=hyp_file).best)  # else reused
@@ -334,7 +334,7 @@ def main() -> int:
     p.add_argument("--synthetic-epochs", type=int, default=40, help="training of the synthetic starting weights")
     p.add_argument("--start-rewind-epochs", type=int, default=0,
                    help="then this many more with rewind.yaml (rounds 8-11: --synthetic-epochs 20 --start-rewind-epochs 10)")
-    p.add_argument("--baseline-recipes", nargs="+", choices=["ft", "rewind"], default=["ft", "rewind"],
+    p.add_argument("--baseline-recipes", nargs="+", choices=list(BASELINE_RECIPES), default=list(BASELINE_RECIPES),
                    help="the fine-tuning recipes the baseline is the best of (finetune.yaml, rewind.yaml); rewind "
                    "won every synthetic round")
     args = p.parse_args()
