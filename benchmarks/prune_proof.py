@@ -2,7 +2,7 @@
 
     python benchmarks/prune_proof.py --out DIR [--task person|synthetic|both] [--budget 10] [--steps 1] [--target 0.6]
 
-The synthetic target met (docs/BENCHMARKS.md, slimming rounds 9b-11; ~1.9 h on 2 cores):
+The synthetic target met (docs/BENCHMARKS.md, slimming rounds 9b-11; ~1.5 h on 2 cores):
     python benchmarks/prune_proof.py --out DIR --task synthetic --synthetic-images 1000 --synthetic-epochs 20 \
         --start-rewind-epochs 10 --budget 20 --baseline-recipes rewind --curve-epochs 0
 
