@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -14,12 +15,17 @@ import torch
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")  # INT8 / BF16 paths
 
 
-def _cpuinfo(key: str) -> str | None:
+@cache
+def _cpuinfo_lines() -> tuple[str, ...]:
     try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return tuple(Path("/proc/cpuinfo").read_text().splitlines())
     except OSError:  # not Linux
-        return None
-    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.split(":", 1)[0].strip() == key), None)
+        return ()
+
+
+def _cpuinfo(key: str) -> str | None:
+    """The first ``key: value`` of /proc/cpuinfo (read once per process)."""
+    return next((ln.split(":", 1)[1].strip() for ln in _cpuinfo_lines() if ln.split(":", 1)[0].strip() == key), None)
 
 
 def cpu_model() -> str:
