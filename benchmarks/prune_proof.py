@@ -280,7 +280,7 @@ def run_task(name: str, args) -> dict:
     runs = {s: strategy_run(task, base, s, r, args) for s, r in rounding.items()}
     pruned = runs[args.strategy]
     lat = onnx_latencies({"baseline": base, "pruned": pruned["weights"], "uniform": runs["uniform"]["weights"]},
-                         root, SHAPE, args.latency_iters)
+                         root, SHAPE, args.latency_iters, rounds=args.latency_rounds)
     points = curve(task, base, rounding, args) if args.curve_epochs > 0 else {}
     rel = lambda p: os.path.relpath(p, root)  # noqa: E731
     summary = {
@@ -329,7 +329,10 @@ def main() -> int:
                    help="K (round 6 ran 1; round 5 ran 3 with recover.yaml fine-tuning, docs/BENCHMARKS.md)")
     p.add_argument("--step-epochs", type=int, default=2)
     p.add_argument("--curve-epochs", type=int, default=3)
-    p.add_argument("--latency-iters", type=int, default=100, help="ONNX Runtime runs per model, in 5 interleaved rounds")
+    p.add_argument("--latency-iters", type=int, default=200, help="ONNX Runtime runs per model, over --latency-rounds")
+    p.add_argument("--latency-rounds", type=int, default=10,
+                   help="interleaved rounds, each model in a fresh process per round (5 rounds of 20 once read the "
+                   "baseline at 22.3 ms where 10 rounds read 14.6-16.1: docs/BENCHMARKS.md, slimming round 12)")
     p.add_argument("--synthetic-images", type=int, default=200, help="the demo's set: 200 images, seed 0")
     p.add_argument("--synthetic-epochs", type=int, default=40, help="training of the synthetic starting weights")
     p.add_argument("--start-rewind-epochs", type=int, default=0,
