@@ -72,9 +72,10 @@ class YOLOLoss:
 
     def __call__(self, preds: list[torch.Tensor], targets: torch.Tensor):
         device = preds[0].device
-        lbox = torch.zeros(1, device=device)
-        lobj = torch.zeros(1, device=device)
-        lcls = torch.zeros(1, device=device)
+        acc = torch.float64 if preds[0].dtype == torch.float64 else torch.float32  # fp64 sums for reference checks
+        lbox = torch.zeros(1, device=device, dtype=acc)
+        lobj = torch.zeros(1, device=device, dtype=acc)
+        lcls = torch.zeros(1, device=device, dtype=acc)
         tcls, tbox, indices, anchors = self.build_targets(preds, targets)
         for i, p in enumerate(preds):
             p = p if p.dtype == torch.float64 else p.float()  # fp32 at least (AMP); fp64 kept for reference checks
