@@ -28,7 +28,9 @@ L1 norm (rounded to 8: at 16 one share per layer jumps from 0.66 to 0.36 x yolov
 prunes one-shot to 0.8/0.6/0.5/0.4 x GFLOPs with each strategy and fine-tunes --curve-epochs. Removed
 channels are compensated by least-squares reconstruction (the pruning default) on 64 training images.
 
-Writes DIR/TASK/summary.json (keys in the issue), DIR/TASK/data.yaml, curve.png, and each run's folder.
+Writes DIR/TASK/summary.json (keys in the issue; ``ort_latency_ratio`` is the ratio of the rounds' medians,
+``ort_latency_ratio_per_round`` each round's ratio, so a slow spell shows as a spread), DIR/TASK/data.yaml,
+curve.png, and each run's folder.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import copy
 import json
 import math
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -52,7 +55,7 @@ from detect.train import TrainConfig, fit  # noqa: E402
 from detect.train.builders import build_train_model  # noqa: E402
 from detect.weights import atomic_save, load_model, make_checkpoint  # noqa: E402
 from prune.config import PruneConfig  # noqa: E402
-from prune.pipeline import calibration_batch, evaluate, finetune, onnx_latencies  # noqa: E402
+from prune.pipeline import calibration_batch, evaluate, finetune, onnx_latency_rounds  # noqa: E402
 from prune.surgery import plan, ratio_for_gflops, remove  # noqa: E402
 
 SHAPE = (384, 640)
@@ -279,8 +282,10 @@ def run_task(name: str, args) -> dict:
     rounding = {args.strategy: args.round_to, "uniform": UNIFORM_ROUND_TO}
     runs = {s: strategy_run(task, base, s, r, args) for s, r in rounding.items()}
     pruned = runs[args.strategy]
-    lat = onnx_latencies({"baseline": base, "pruned": pruned["weights"], "uniform": runs["uniform"]["weights"]},
-                         root, SHAPE, args.latency_iters, rounds=args.latency_rounds)
+    lat_rounds = onnx_latency_rounds({"baseline": base, "pruned": pruned["weights"],
+                                      "uniform": runs["uniform"]["weights"]},
+                                     root, SHAPE, args.latency_iters, rounds=args.latency_rounds)
+    lat = {name: statistics.median(ms) for name, ms in lat_rounds.items()}
     points = curve(task, base, rounding, args) if args.curve_epochs > 0 else {}
     rel = lambda p: os.path.relpath(p, root)  # noqa: E731
     summary = {
@@ -292,6 +297,10 @@ def run_task(name: str, args) -> dict:
         "gflops_ratio": pruned["gflops_ratio"], "uniform_gflops_ratio": runs["uniform"]["gflops_ratio"],
         "ort_latency_ratio": lat["pruned"] / lat["baseline"],
         "uniform_ort_latency_ratio": lat["uniform"] / lat["baseline"], "ort_latency_ms": lat,
+        # each round's ratio (the models run one after the other in a round): a slow spell shows as a spread
+        "ort_latency_ratio_per_round": {m: [x / b for x, b in zip(lat_rounds[m], lat_rounds["baseline"])]
+                                        for m in ("pruned", "uniform")},
+        "ort_latency_rounds_ms": lat_rounds,
         "epochs_total": {"baseline": base_epochs, "pruned": pruned["epochs"],
                          "uniform": runs["uniform"]["epochs"]},
         "baseline_weights": rel(base), "pruned_weights": rel(pruned["weights"]),

@@ -8,6 +8,7 @@ fine-tuning -> OUT/pruned.pt, report.json, report.md (+ plots).
 from __future__ import annotations
 
 import copy
+import statistics
 import sys
 from pathlib import Path
 
@@ -69,22 +70,28 @@ def finetune(c: PruneConfig, checkpoint: Path, epochs: int, out: Path, share: fl
     return result
 
 
-def onnx_latencies(ckpts: dict[str, Path], out: Path, shape: tuple[int, int], iters: int,
-                   rounds: int = 5) -> dict[str, float]:
+def onnx_latency_rounds(ckpts: dict[str, Path], out: Path, shape: tuple[int, int], iters: int,
+                        rounds: int = 5) -> dict[str, list[float]]:
     """ONNX Runtime CPU latency (ms, batch 1, ``session.run`` only) of each checkpoint exported at ``shape``:
     ``rounds`` rounds of ``iters / rounds`` runs of every model, each run of runs in a fresh process of its own
-    (``deploy.session_timer``), the median of the rounds' medians.
+    (``deploy.session_timer``); the median of each round, per model, in round order.
 
     Timed one after the other, a slow spell of a shared machine lands on one model (the same baseline read
     15.7 and 23.5 ms in two proof runs); timed interleaved in one process, a model's ratio to the baseline
     moved with the order the sessions were created (0.64 or 1.00 for the same file, slimming round 7).
     """
     from deploy.export import export
-    from deploy.session_timer import median_ms, time_isolated
+    from deploy.session_timer import time_isolated
 
     files = {name: export(path, out / f"onnx_{name}", shape)[0] for name, path in ckpts.items()}
     times = time_isolated(files, (1, 3, *shape), rounds, max(1, iters // rounds), warmup=5)
-    return {name: median_ms(per_round) for name, per_round in times.items()}
+    return {name: [1000 * statistics.median(r) for r in per_round] for name, per_round in times.items()}
+
+
+def onnx_latencies(ckpts: dict[str, Path], out: Path, shape: tuple[int, int], iters: int,
+                   rounds: int = 5) -> dict[str, float]:
+    """``onnx_latency_rounds`` summed up: the median of each model's round medians (ms)."""
+    return {name: statistics.median(ms) for name, ms in onnx_latency_rounds(ckpts, out, shape, iters, rounds).items()}
 
 
 def calibration_batch(cfg, img: int, n: int) -> torch.Tensor | None:
