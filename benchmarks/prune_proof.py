@@ -23,7 +23,8 @@ with the recipe that served the baseline (rewind.yaml's training-schedule rate w
 won, recover.yaml otherwise; distilled from the unpruned model on the synthetic task; not
 on the person task, whose COCO teacher pulls objectness away from "person only"). ``pruned`` uses --strategy
 (default l1: one global threshold on filter L1 norms relative to their layer's mean, widths rounded to
---round-to 16; gamma: network slimming's global |gamma|), ``uniform`` the same share of every layer by filter
+--round-to 16; taylor: the same on each channel's first-order loss change over 128 training images;
+gamma: network slimming's global |gamma|), ``uniform`` the same share of every layer by filter
 L1 norm (rounded to 8: at 16 one share per layer jumps from 0.66 to 0.36 x yolov5n's GFLOPs). The curve
 prunes one-shot to 0.8/0.6/0.5/0.4 x GFLOPs with each strategy and fine-tunes --curve-epochs. Removed
 channels are compensated by least-squares reconstruction (the pruning default) on 64 training images.
@@ -55,12 +56,13 @@ from detect.train import TrainConfig, fit  # noqa: E402
 from detect.train.builders import build_train_model  # noqa: E402
 from detect.weights import atomic_save, load_model, make_checkpoint  # noqa: E402
 from prune.config import PruneConfig  # noqa: E402
+from prune.importance import spread, taylor_scores  # noqa: E402
 from prune.pipeline import calibration_batch, evaluate, finetune, onnx_latency_rounds  # noqa: E402
 from prune.surgery import plan, ratio_for_gflops, remove  # noqa: E402
 
 SHAPE = (384, 640)
 STRATEGY_LABELS = {"l1": "global filter L1 (relative to its layer)", "gamma": "network slimming (global |gamma|)",
-                   "uniform": "uniform (filter L1)"}
+                   "taylor": "global Taylor loss change (relative to its layer)", "uniform": "uniform (filter L1)"}
 CURVE = (0.8, 0.6, 0.5, 0.4)
 FINETUNE_HYP = REPO / "configs/hyp/finetune.yaml"  # the baseline's fine-tuning
 RECOVER_HYP = REPO / "configs/hyp/recover.yaml"  # pruned models' recovery between steps
@@ -104,6 +106,13 @@ class Task:
         from detect.data.labels import scan_split
 
         self.val, _ = scan_split(self.cfg, "val", progress=False)
+
+    def importance(self, model) -> dict:
+        """The taylor strategy's scores, as ``python -m prune`` estimates them (128 training images, recover.yaml)."""
+        from detect.data.labels import scan_split
+
+        samples = spread(scan_split(self.cfg, "train", progress=False)[0], 128)
+        return taylor_scores(model, samples, self.img, load_hyp(RECOVER_HYP, {"nominal_batch": 16, **self.sets}))
 
     def score(self, model) -> float:
         return evaluate(model, self.val, self.cfg.names, self.val_img, 16, 2, "cpu")["map50_95"]
@@ -192,11 +201,13 @@ def curve(task: Task, base: Path, strategies: dict[str, int], args) -> dict:
     model, _ = load_model(base, "cpu", fuse=False)
     calib = calibration_batch(task.cfg, task.img, 64)
     for strategy, round_to in strategies.items():
+        scores = task.importance(model) if strategy == "taylor" else None
         for target in CURVE:
             if str(target) in out[strategy]:
                 continue
-            ratio = ratio_for_gflops(model, strategy, target, SHAPE, round_to=round_to, at_most=args.gflops_at_most)
-            plans, _ = plan(model, strategy, ratio, None, 0.1, round_to)
+            ratio = ratio_for_gflops(model, strategy, target, SHAPE, round_to=round_to, at_most=args.gflops_at_most,
+                                     scores=scores)
+            plans, _ = plan(model, strategy, ratio, None, 0.1, round_to, scores=scores)
             pruned = remove(copy.deepcopy(model), plans, calib, compensation="reconstruct")
             folder = task.root / "curve" / f"{strategy}_{target}"
             untuned = folder / "pruned_untuned.pt"
@@ -326,7 +337,7 @@ def main() -> int:
     p.add_argument("--task", choices=["person", "synthetic", "both"], default="both")
     p.add_argument("--budget", type=int, default=10, help="B: the baseline's fine-tuning epochs")
     p.add_argument("--target", type=float, default=0.6, help="GFLOPs ratio the pruned models aim at")
-    p.add_argument("--strategy", choices=["l1", "gamma"], default="l1",
+    p.add_argument("--strategy", choices=["l1", "taylor", "gamma"], default="l1",
                    help="the pruned model's criterion (the uniform control always runs beside it)")
     p.add_argument("--round-to", type=int, default=16,
                    help="the pruned model's widths: multiples of 16 keep ONNX Runtime's AVX-512 kernels in their "

@@ -32,21 +32,24 @@ class StepRecord:
     weights: str
 
 
-def run_steps(model, names: list[str], config, evaluate, calib_for, finetune) -> tuple[object, Path, list, str | None]:
+def run_steps(model, names: list[str], config, evaluate, calib_for, finetune,
+              importance_for=lambda m: None) -> tuple[object, Path, list, str | None]:
     """Returns (final model, its checkpoint, [StepRecord], why it stopped early or None).
 
     ``evaluate(model) -> metrics``; ``calib_for(model) -> image batch | None``;
-    ``finetune(checkpoint, epochs, out, share) -> (model, metrics)``.
+    ``finetune(checkpoint, epochs, out, share) -> (model, metrics)``; ``importance_for(model) -> scores | None``
+    (the ``taylor`` strategy's, estimated anew on the model each step starts from).
     """
     start = evaluate(model)["map50_95"]
     gflops0 = count_gflops(model, config.report_shape)
     widths = group_widths(model)
     current, current_path, records, stopped, before = model, config.weights, [], None, 0.0
     for k in range(1, config.steps + 1):
-        removed = step_target(current, config, k, widths, gflops0)
+        scores = importance_for(current)
+        removed = step_target(current, config, k, widths, gflops0, scores)
         share = None if removed is None else 1 - (1 - removed) / (1 - before)  # of what this step starts from
         plans, _ = plan(current, config.strategy, removed, config.threshold, config.min_keep, config.round_to,
-                        original=widths)
+                        original=widths, scores=scores)
         pruned = remove(copy.deepcopy(current), plans, calib_for(current), compensation=config.compensation,
                          match_bn=config.match_bn)
         folder = config.out / f"step{k}" if config.steps > 1 else config.out
@@ -73,7 +76,7 @@ def run_steps(model, names: list[str], config, evaluate, calib_for, finetune) ->
     return current, current_path, [asdict(r) for r in records], stopped
 
 
-def step_target(model, config, k: int, widths: dict[str, int], gflops0: float) -> float | None:
+def step_target(model, config, k: int, widths: dict[str, int], gflops0: float, scores=None) -> float | None:
     """The share of the unpruned channels removed once step k is done (None: a |gamma| threshold).
 
     With ``--gflops G`` step k is planned on the model as it is then to leave ``G^(k/K)`` of the unpruned
@@ -83,7 +86,8 @@ def step_target(model, config, k: int, widths: dict[str, int], gflops0: float) -
     if config.gflops is not None:
         target = config.gflops ** (k / config.steps)
         return ratio_for_gflops(model, config.strategy, target, config.report_shape, config.min_keep,
-                                config.round_to, original=widths, base=gflops0, at_most=config.gflops_at_most)
+                                config.round_to, original=widths, base=gflops0, at_most=config.gflops_at_most,
+                                scores=scores)
     return None if config.ratio is None else 1 - (1 - config.ratio) ** (k / config.steps)
 
 

@@ -28,6 +28,7 @@ from detect.train.engine import evaluate as evaluate_model
 from detect.weights import build_from_checkpoint, load_checkpoint
 from prune import sensitivity
 from prune.config import PruneConfig
+from prune.importance import spread, taylor_scores
 from prune.iterative import layer_table, reload, run_steps
 from prune.report import plots, write_markdown
 from prune.select import looks_sparsity_trained
@@ -106,6 +107,18 @@ def calibration_batch(cfg, img: int, n: int) -> torch.Tensor | None:
     return torch.stack(images).float().div_(255)
 
 
+def importance_estimator(c: PruneConfig, cfg):
+    """``model -> scores`` for the taylor strategy (on --taylor-images labelled training images), else None."""
+    if c.strategy != "taylor":
+        return lambda model: None
+    split = "train" if "train" in cfg.splits else "val"
+    samples = spread(scan_split(cfg, split, progress=False)[0], c.taylor_images)
+    if not samples:
+        raise UsageError(f"--strategy taylor needs labelled images: the {split} split of {c.data} has none")
+    hyp = load_hyp(c.hyp, parse_overrides(c.set))
+    return lambda model: taylor_scores(model, samples, c.img, hyp, c.batch)
+
+
 def run(c: PruneConfig) -> dict:
     device = cli.select_device(c.device)
     ensure_writable(c.out)
@@ -136,7 +149,8 @@ def run(c: PruneConfig) -> dict:
         result = finetune(c, path, epochs, out, share)
         return reload(result.best), result.summary, result.best
 
-    pruned, pruned_path, steps, stopped = run_steps(model, ckpt["names"], c, score, lambda m: calib, recover)
+    pruned, pruned_path, steps, stopped = run_steps(model, ckpt["names"], c, score, lambda m: calib, recover,
+                                                    importance_estimator(c, cfg))
     after = score(pruned)
     tuned, final = {"map50": None, "map50_95": None}, pruned_path
     if c.finetune_epochs > 0 and pruned is not model:
@@ -165,6 +179,7 @@ def _report(c: PruneConfig, model, pruned, before, after, tuned, gsum, ckpt, ste
         "step_epochs": c.step_epochs, "max_drop": c.max_drop, "stopped": stopped, "hyp": c.hyp,
         "finetune_hyp": c.finetune_hyp, "set": c.set,
         "min_keep": c.min_keep, "round_to": c.round_to,
+        "taylor_images": c.taylor_images if c.strategy == "taylor" else None,
         "calibration_images": 0 if calib is None else len(calib), "compensation": c.compensation, "match_bn": c.match_bn,
         "shape": list(shape),
         "params_before": count_params(model), "params_after": count_params(pruned),

@@ -45,15 +45,37 @@ def relative_l1_scores(model: YOLOv5, example: torch.Tensor):
     threshold compare layers whose norms differ in scale, so widths follow where the filters are weak
     instead of one share everywhere — which, with ``round_to=16``, gives widths CPU kernels run at full speed.
     """
-    return [(name, conv, s / s.mean().clamp_min(1e-12)) for name, conv, s in filter_l1_scores(model, example)]
+    return _relative(filter_l1_scores(model, example))
+
+
+def relative_taylor_scores(model: YOLOv5, example: torch.Tensor, scores: dict[str, torch.Tensor] | None):
+    """[(root layer name, root conv, root-mean-square Taylor loss change / its layer's mean)]: the ``taylor``
+    strategy's criterion (``prune.importance.taylor_scores``), spread over layers as ``l1`` spreads filter norms.
+
+    The square root brings the squared loss changes back to loss units; relative to each layer's mean, one
+    threshold then cuts where a layer's channels matter least to the task (raw, it emptied the cheap deep
+    layers first: 0.042 right after a 0.6x prune against 0.086, docs/BENCHMARKS.md, slimming round 13).
+    """
+    if scores is None:
+        raise UsageError("--strategy taylor needs importance scores from labelled training images "
+                         "(prune.importance.taylor_scores)")
+    groups = prunable_groups(model, tuple(example.shape[-2:]))
+    return _relative([(g.name, g.root, scores[g.name].sqrt()) for g in groups])
+
+
+def _relative(groups):
+    return [(name, conv, s / s.mean().clamp_min(1e-12)) for name, conv, s in groups]
 
 
 def plan(model: YOLOv5, strategy: str, ratio: float | None, threshold: float | None = None, min_keep: float = 0.1,
          round_to: int = 1, shape: tuple[int, int] = (64, 64),
-         original: dict[str, int] | None = None) -> tuple[list[LayerPlan], float]:
+         original: dict[str, int] | None = None,
+         scores: dict[str, torch.Tensor] | None = None) -> tuple[list[LayerPlan], float]:
     """Which channels of each group to keep: ``gamma`` (one global |gamma| threshold, network slimming),
-    ``uniform`` (the same share of every group, by filter L1 norm: the control slimming must beat) or
-    ``l1`` (one global threshold on filter L1 norms relative to their layer's mean, ``relative_l1_scores``).
+    ``uniform`` (the same share of every group, by filter L1 norm: the control slimming must beat),
+    ``l1`` (one global threshold on filter L1 norms relative to their layer's mean, ``relative_l1_scores``) or
+    ``taylor`` (the same on the task's loss change, ``relative_taylor_scores``; ``scores`` from
+    ``prune.importance.taylor_scores`` on this model).
 
     ``original`` (group name -> unpruned width, ``group_widths``) makes ``ratio`` the share of the
     *unpruned* channels removed once this plan is applied: how iterative steps reach their target.
@@ -65,9 +87,12 @@ def plan(model: YOLOv5, strategy: str, ratio: float | None, threshold: float | N
         groups = filter_l1_scores(model, example)
         widths = original or {}
         return [uniform_plan(name, s, ratio, round_to, widths.get(name)) for name, _, s in groups], float("nan")
-    if strategy == "l1" and ratio is None:
-        raise UsageError("--strategy l1 needs --ratio or --gflops (its scores are not |gamma|: no --threshold)")
-    groups = relative_l1_scores(model, example) if strategy == "l1" else group_scores(model, example)
+    if strategy in ("l1", "taylor") and ratio is None:
+        raise UsageError(f"--strategy {strategy} needs --ratio or --gflops (its scores are not |gamma|: no --threshold)")
+    if strategy == "taylor":
+        groups = relative_taylor_scores(model, example, scores)
+    else:
+        groups = relative_l1_scores(model, example) if strategy == "l1" else group_scores(model, example)
     if original and ratio is not None:  # the share of what remains that brings the total to ``ratio``
         remaining = sum(len(s) for _, _, s in groups)
         ratio = min(0.95, max(1e-3, 1 - (1 - ratio) * sum(original.values()) / remaining))
@@ -191,11 +216,11 @@ def prunable_bn_gammas(model: nn.Module) -> torch.Tensor:
 def ratio_for_gflops(model: YOLOv5, strategy: str, target: float, shape: tuple[int, int] = (384, 640),
                      min_keep: float = 0.1, round_to: int = 1, tol: float = 0.01,
                      original: dict[str, int] | None = None, base: float | None = None,
-                     at_most: bool = False) -> float:
+                     at_most: bool = False, scores: dict[str, torch.Tensor] | None = None) -> float:
     """The channel ratio whose prune leaves ``target`` x the GFLOPs at ``shape`` (bisection on copies).
 
-    ``base``: the GFLOPs ``target`` is a share of (default: this model's); ``original``: as in ``plan``, the
-    ratio is then a share of the unpruned widths (an iterative step planned on an already pruned model).
+    ``base``: the GFLOPs ``target`` is a share of (default: this model's); ``original`` and ``scores``: as in
+    ``plan`` (with ``original`` the ratio is a share of the unpruned widths: an iterative step's plan).
     The result lands in [target - tol, target] where the rounding to ``round_to`` allows. Where it jumps
     over that band (uniform at --round-to 8 goes from 0.601 to 0.520 of yolov5n's GFLOPs): the closest
     ratio found within ``tol`` above the target, or with ``at_most`` (a budget that must not be exceeded)
@@ -207,7 +232,7 @@ def ratio_for_gflops(model: YOLOv5, strategy: str, target: float, shape: tuple[i
     lo, hi, above = 0.0, 0.95, None  # above: (GFLOPs ratio, channel ratio) just over the target
     for _ in range(12):
         mid = (lo + hi) / 2
-        plans, _ = plan(model, strategy, mid, None, min_keep, round_to, original=original)
+        plans, _ = plan(model, strategy, mid, None, min_keep, round_to, original=original, scores=scores)
         ratio = count_gflops(remove(copy.deepcopy(model), plans), shape) / base
         if target - tol <= ratio <= target:
             return mid

@@ -324,3 +324,79 @@ def test_sensitivity_scan_removes_a_share_of_one_group_at_a_time():
     assert all(r["removed"] == r["channels"] - max(1, round(0.75 * r["channels"])) for r in rows)
     assert all(r["gflops_saved"] > 0 and r["drop"] == 0.0 for r in rows)
     assert all(g < seen[0] for g in seen[1:])  # every scanned copy is smaller than the model
+
+
+@pytest.mark.parametrize("coupled", [False, True])
+def test_taylor_score_is_the_squared_first_order_loss_change(tiny_synthetic, yolov5n_pt, coupled):
+    """One batch: a channel's score is (dL/dt)^2 at t = 0, where t shrinks (gamma, beta) of that channel in every
+    BatchNorm the group couples to (1 - t) (a coupled group is a C3 residual sum). The reference takes that
+    derivative by another route: float64 autograd through a functional call with the shrunk parameters. (A finite
+    difference differs by ~10%: YOLO's objectness target, the box IoU, is detached from the gradient but moves
+    with the weights.) Real weights: a random network's loss barely depends on any channel (slope ~1e-8)."""
+    from torch.func import functional_call
+
+    from detect.data.config import load_data_config
+    from detect.data.labels import scan_split
+    from detect.data.train_dataset import TrainDataset
+    from detect.loss import YOLOLoss
+    from prune.importance import _PLAIN, taylor_scores
+
+    model = load_model(yolov5n_pt, fuse=False)[0].eval()  # 80 classes: the set's 12 class ids are valid labels
+    samples, _ = scan_split(load_data_config(tiny_synthetic), "train", progress=False)
+    hyp = {**load_hyp(None, {}), **_PLAIN}
+    scores = taylor_scores(model, samples, 64, hyp, batch=len(samples))
+    group = next(g for g in prunable_groups(model) if (len(g.members) > 1) == coupled)
+    data = TrainDataset(samples, 64, hyp, augment_data=False)
+    x, targets = TrainDataset.collate([data[i] for i in range(len(data))])
+    twin = copy.deepcopy(model).double()
+    name_of = {m: n for n, m in model.named_modules()}
+    for channel in (0, group.size - 1):
+        t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+        shrunk = {}
+        for bn, idx, ridx in group.members:
+            for part in ("weight", "bias"):
+                value = getattr(twin.get_submodule(name_of[bn]), part).detach().clone()
+                mask = torch.zeros_like(value, dtype=torch.bool)
+                mask[idx[ridx == channel]] = True
+                shrunk[f"{name_of[bn]}.{part}"] = torch.where(mask, value * (1 - t), value)
+        maps = functional_call(twin, shrunk, (x.double() / 255,), {"raw": True})
+        (slope,) = torch.autograd.grad(YOLOLoss(twin.detect, hyp, 64)(maps, targets)[0].sum(), t)
+        assert abs(float(slope)) > 1e-4  # the channel matters to the loss: the check is not 0 == 0
+        assert float(scores[group.name][channel]) == pytest.approx(float(slope) ** 2, rel=1e-3)
+
+
+def test_taylor_strategy_removes_what_the_loss_does_not_use(tiny_synthetic):
+    """Dead channels (gamma = beta = 0) change no loss: score 0, and the taylor plan removes them first."""
+    from detect.data.config import load_data_config
+    from detect.data.labels import scan_split
+    from prune.importance import taylor_scores
+
+    torch.manual_seed(0)
+    model = build_model(default_arch("yolov5n", nc=12)).eval()
+    dead = [3, 5, 11]
+    bn = dict(model.named_modules())["model.9.cv1"].bn
+    with torch.no_grad():
+        bn.weight[dead] = 0.0
+        bn.bias[dead] = 0.0
+    samples, _ = scan_split(load_data_config(tiny_synthetic), "train", progress=False)
+    scores = taylor_scores(model, samples, 64, load_hyp(None, {}), batch=4)
+    assert torch.all(scores["model.9.cv1"][dead] == 0) and scores["model.9.cv1"].sum() > 0
+    plans = {p.name: p for p in plan(model, "taylor", 0.02, scores=scores)[0]}
+    assert not set(dead) & set(plans["model.9.cv1"].keep)
+    with pytest.raises(UsageError, match="taylor needs importance scores"):
+        plan(model, "taylor", 0.02)
+
+
+def test_taylor_steps_meet_a_gflops_budget(tmp_path, tiny_synthetic):
+    """python -m prune --strategy taylor: importance re-estimated each step; the budget is met and reported."""
+    from detect.data.synthetic import CLASSES
+    from prune.pipeline import run
+
+    ckpt = tmp_path / "m.pt"
+    atomic_save(make_checkpoint(build_model(default_arch("yolov5n", nc=len(CLASSES))), CLASSES), ckpt)
+    report = run(PruneConfig(weights=ckpt, data=str(tiny_synthetic), out=tmp_path / "t", gflops=0.7, gflops_at_most=True,
+                             steps=2, strategy="taylor", taylor_images=4, img=64, batch=2, workers=0, latency_iters=0,
+                             calib_images=2))
+    assert report["strategy"] == "taylor" and report["taylor_images"] == 4 and len(report["steps"]) == 2
+    assert report["gflops_after"] / report["gflops_before"] <= 0.7
+    assert report["steps"][0]["gflops_ratio"] == pytest.approx(0.7**0.5, abs=0.02)
