@@ -81,7 +81,7 @@ train-sparse: data  ## as train, plus L1 sparsity SPARSITY on BatchNorm gamma (f
 	  --batch $(BATCH) --hyp $(HYP) --device $(DEVICE) --out $(OUT)/train-sparse \
 	  --set sparsity=$(SPARSITY) sparsity_mode=$(SPARSITY_MODE) $(SET)
 
-prune: data  ## prune PRUNE_WEIGHTS by RATIO or GFLOPS (STRATEGY uniform|l1|gamma, STEPS, ROUND_TO), distilled recovery; OUT/prune
+prune: data  ## prune PRUNE_WEIGHTS by RATIO or GFLOPS (STRATEGY uniform|l1|taylor|gamma, STEPS, ROUND_TO), distilled recovery; OUT/prune
 	@test -n "$(PRUNE_WEIGHTS)" || { echo "prune: no trained weights: run make train-sparse (or make train) first, or set PRUNE_WEIGHTS"; exit 2; }
 	$(PY) -m prune --weights $(PRUNE_WEIGHTS) --data $(DATA) $(if $(GFLOPS),--gflops $(GFLOPS) --gflops-at-most,--ratio $(RATIO)) \
 	  --steps $(STEPS) --step-epochs $(STEP_EPOCHS) --finetune-epochs $(FT_EPOCHS) --distill \
