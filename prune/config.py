@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "docs/BENCHMARKS.md); l1: one global threshold on filter L1 norms relative to their layer's mean "
                    "(widths vary by layer: with --round-to 16, faster on CPUs at the same GFLOPs); taylor: as l1, on "
                    "each channel's first-order loss change measured on --taylor-images training images (what the task "
-                   "needs, not how large a filter is: 1.8x l1's mAP right after a 0.6x prune of a transferred model, "
+                   "needs, not how large a filter is: 1.7x l1's mAP after a 0.6x prune of a transferred model, "
                    "docs/BENCHMARKS.md); gamma: one global |gamma| threshold (network slimming, for sparsity-trained "
                    "weights)")
     p.add_argument("--steps", type=int, default=1, help="reach --ratio or --gflops in this many equal geometric steps")
