@@ -2,7 +2,8 @@
 
     python benchmarks/prune_proof.py --out DIR [--task person|synthetic|both] [--budget 10] [--steps 1] [--target 0.6]
 
-The synthetic target met (docs/BENCHMARKS.md, slimming rounds 9b-11; ~1.5 h on 2 cores):
+The synthetic target met (docs/BENCHMARKS.md, slimming rounds 9b-11; ~1.5 h on 2 cores; 58 minutes on round
+13's newer CPU, where --strategy taylor and l1 both end at 0.89-0.90 of that CPU's baseline):
     python benchmarks/prune_proof.py --out DIR --task synthetic --synthetic-images 1000 --synthetic-epochs 20 \
         --start-rewind-epochs 10 --budget 20 --baseline-recipes rewind --curve-epochs 0
 
