@@ -102,7 +102,7 @@ def calibration_batch(cfg, img: int, n: int) -> torch.Tensor | None:
     from detect.data.dataset import EvalDataset
 
     samples, _ = scan_split(cfg, "train" if "train" in cfg.splits else "val", progress=False)
-    picked = samples[:: max(1, len(samples) // n)][:n]
+    picked = spread(samples, n)
     images = [EvalDataset(picked, img, len(picked), rect=False)[i][0] for i in range(len(picked))]
     return torch.stack(images).float().div_(255)
 
