@@ -57,7 +57,7 @@ from detect.train import TrainConfig, fit  # noqa: E402
 from detect.train.builders import build_train_model  # noqa: E402
 from detect.weights import atomic_save, load_model, make_checkpoint  # noqa: E402
 from prune.config import PruneConfig  # noqa: E402
-from prune.importance import spread, taylor_scores  # noqa: E402
+from prune.importance import estimator  # noqa: E402
 from prune.pipeline import calibration_batch, evaluate, finetune, onnx_latency_rounds  # noqa: E402
 from prune.surgery import plan, ratio_for_gflops, remove  # noqa: E402
 
@@ -107,13 +107,6 @@ class Task:
         from detect.data.labels import scan_split
 
         self.val, _ = scan_split(self.cfg, "val", progress=False)
-
-    def importance(self, model) -> dict:
-        """The taylor strategy's scores, as ``python -m prune`` estimates them (128 training images, recover.yaml)."""
-        from detect.data.labels import scan_split
-
-        samples = spread(scan_split(self.cfg, "train", progress=False)[0], 128)
-        return taylor_scores(model, samples, self.img, load_hyp(RECOVER_HYP, {"nominal_batch": 16, **self.sets}))
 
     def score(self, model) -> float:
         return evaluate(model, self.val, self.cfg.names, self.val_img, 16, 2, "cpu")["map50_95"]
@@ -202,7 +195,9 @@ def curve(task: Task, base: Path, strategies: dict[str, int], args) -> dict:
     model, _ = load_model(base, "cpu", fuse=False)
     calib = calibration_batch(task.cfg, task.img, 64)
     for strategy, round_to in strategies.items():
-        scores = task.importance(model) if strategy == "taylor" else None
+        # as python -m prune estimates them: 128 training images, recover.yaml's loss gains
+        hyp = load_hyp(RECOVER_HYP, {"nominal_batch": 16, **task.sets})
+        scores = estimator(task.cfg, task.img, hyp)(model) if strategy == "taylor" else None
         for target in CURVE:
             if str(target) in out[strategy]:
                 continue

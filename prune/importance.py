@@ -17,8 +17,9 @@ import copy
 
 import torch
 
-from detect.data.labels import Sample
+from detect.data.labels import Sample, scan_split
 from detect.data.train_dataset import TrainDataset
+from detect.errors import UsageError
 from detect.loss import YOLOLoss
 from prune.groups import prunable_groups
 
@@ -30,6 +31,16 @@ _PLAIN = {"mosaic": 0.0, "mixup": 0.0, "gridmask": 0.0}
 def spread(samples: list[Sample], n: int) -> list[Sample]:
     """``n`` samples spread evenly over the split (all of them when there are fewer)."""
     return samples[:: max(1, len(samples) // n)][:n] if n > 0 else []
+
+
+def estimator(cfg, img: int, hyp: dict, images: int = 128, batch: int = 16):
+    """``model -> taylor_scores`` on ``images`` labelled images spread over ``cfg``'s train split (val without one),
+    scanned once: iterative steps and the proof's curve re-estimate on each model they start from."""
+    split = "train" if "train" in cfg.splits else "val"
+    samples = spread(scan_split(cfg, split, progress=False)[0], images)
+    if not samples:
+        raise UsageError(f"--strategy taylor needs labelled images: the {split} split of {cfg.file} has none")
+    return lambda model: taylor_scores(model, samples, img, hyp, batch)
 
 
 def taylor_scores(model, samples: list[Sample], img: int, hyp: dict, batch: int = 16) -> dict[str, torch.Tensor]:

@@ -28,7 +28,7 @@ from detect.train.engine import evaluate as evaluate_model
 from detect.weights import build_from_checkpoint, load_checkpoint
 from prune import sensitivity
 from prune.config import PruneConfig
-from prune.importance import spread, taylor_scores
+from prune.importance import estimator, spread
 from prune.iterative import layer_table, reload, run_steps
 from prune.report import plots, write_markdown
 from prune.select import looks_sparsity_trained
@@ -111,12 +111,7 @@ def importance_estimator(c: PruneConfig, cfg):
     """``model -> scores`` for the taylor strategy (on --taylor-images labelled training images), else None."""
     if c.strategy != "taylor":
         return lambda model: None
-    split = "train" if "train" in cfg.splits else "val"
-    samples = spread(scan_split(cfg, split, progress=False)[0], c.taylor_images)
-    if not samples:
-        raise UsageError(f"--strategy taylor needs labelled images: the {split} split of {c.data} has none")
-    hyp = load_hyp(c.hyp, parse_overrides(c.set))
-    return lambda model: taylor_scores(model, samples, c.img, hyp, c.batch)
+    return estimator(cfg, c.img, load_hyp(c.hyp, parse_overrides(c.set)), c.taylor_images, c.batch)
 
 
 def run(c: PruneConfig) -> dict:
