@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sensitivity-share", type=float, default=0.25)
     p.add_argument("--img", type=int, default=640, help="training input size (and validation size unless --val-img)")
     p.add_argument("--val-img", type=int, default=None, help="validation input size (sliced training: the full-image size)")
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--batch", type=int, default=16, help="the recovery, fine-tuning and taylor-estimate batch (validation runs at "
+                   "detect.val's default, 16, as training does)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--hyp", default=None,

@@ -25,6 +25,7 @@ from detect.outputs import atomic_write_bytes, ensure_writable, write_json
 from detect.train import FitResult, TrainConfig, fit
 from detect.train.config import parse_overrides
 from detect.train.engine import evaluate as evaluate_model
+from detect.val import DEFAULT_BATCH
 from detect.weights import build_from_checkpoint, load_checkpoint
 from prune import sensitivity
 from prune.config import PruneConfig
@@ -132,7 +133,9 @@ def run(c: PruneConfig) -> dict:
               "train-sparse first, or use --steps with --step-epochs)", file=sys.stderr)
 
     def score(m):
-        return evaluate(m, samples, cfg.names, c.val_img or c.img, c.batch, c.workers, device)
+        # at the trainer's validation batch: rectangular batches pad differently at other sizes, and the
+        # report compares this figure with the recovery's own validation
+        return evaluate(m, samples, cfg.names, c.val_img or c.img, DEFAULT_BATCH, c.workers, device)
 
     calib = calibration_batch(cfg, c.img, c.calib_images)
     before = score(model)

@@ -371,6 +371,13 @@ def test_finetune_official_yolov5n_on_coco128(tmp_path, yolov5n_pt, coco128):
     )
     summary = train_mod.train(args)
     assert summary["map50_95"] >= 0.20, summary
+    # the training log's figure is the one `python -m detect.val` reports for the same weights (last.pt holds the
+    # EMA that was validated): validating at another batch size pads the rectangular batches differently
+    from detect.val import main as val_main
+
+    assert val_main(["--weights", str(tmp_path / "ft/weights/last.pt"), "--data", str(coco128), "--img", "320",
+                     "--json", str(tmp_path / "val.json")]) == 0
+    assert json.loads((tmp_path / "val.json").read_text())["map50_95"] == pytest.approx(summary["map50_95"], abs=1e-6)
 
 
 def test_swa_and_precise_bn_are_reported(tmp_path, tiny_synthetic):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from detect.optim import bn_gamma_summary
 from detect.train.engine import EpochResult, evaluate
 from detect.train.precise_bn import precise_copy
+from detect.val import DEFAULT_BATCH
 
 NAN = float("nan")
 
@@ -56,9 +57,8 @@ def end_of_epoch(run, epoch: int, result: EpochResult) -> dict | None:
 
 def _validate(run, model) -> dict:
     cfg = run.config
-    batch = max(1, min(32, cfg.batch // run.world * 2))
-    return evaluate(model, run.data.val, run.data.cfg.names, cfg.val_img or cfg.img, batch, min(cfg.workers, 2),
-                    run.device)
+    return evaluate(model, run.data.val, run.data.cfg.names, cfg.val_img or cfg.img, DEFAULT_BATCH,
+                    min(cfg.workers, 2), run.device)
 
 
 def _headline(m: dict) -> dict:
