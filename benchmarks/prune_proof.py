@@ -197,12 +197,11 @@ def curve(task: Task, base: Path, strategies: dict[str, int], args) -> dict:
     model, _ = load_model(base, "cpu", fuse=False)
     calib = calibration_batch(task.cfg, task.img, 64)
     for strategy, round_to in strategies.items():
-        # as python -m prune estimates them: 128 training images, recover.yaml's loss gains
-        hyp = load_hyp(RECOVER_HYP, {"nominal_batch": 16, **task.sets})
-        scores = estimator(task.cfg, task.img, hyp)(model) if strategy == "taylor" else None
-        for target in CURVE:
-            if str(target) in out[strategy]:
-                continue
+        todo = [t for t in CURVE if str(t) not in out[strategy]]
+        scores = None
+        if strategy == "taylor" and todo:  # as python -m prune estimates them: 128 training images, recover.yaml's gains
+            scores = estimator(task.cfg, task.img, load_hyp(RECOVER_HYP, {"nominal_batch": 16, **task.sets}))(model)
+        for target in todo:
             ratio = ratio_for_gflops(model, strategy, target, SHAPE, round_to=round_to, at_most=args.gflops_at_most,
                                      scores=scores)
             plans, _ = plan(model, strategy, ratio, None, 0.1, round_to, scores=scores)
