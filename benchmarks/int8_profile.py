@@ -2,7 +2,8 @@
 
     python benchmarks/int8_profile.py DIR [--runs 30] [--batch 1]
 
-DIR holds model.onnx and model_int8.onnx as ``python -m deploy.export --int8`` writes them. ONNX Runtime's
+DIR holds model.onnx and model_int8.onnx as ``python -m deploy.export --int8`` writes them (without
+model_int8.onnx, the float rows only). ONNX Runtime's
 profiler (kernel time per node of the graph it optimised: QLinearConv, QLinearSigmoid, fused QuickGelu...)
 and OpenVINO's performance counters (per layer type and kernel: brgconv_avx512_I8, jit subgraphs, reorders)
 after 10 warm-up runs, averaged over ``--runs``. Both profilers add their own overhead: read the *shares*,
@@ -67,7 +68,7 @@ def openvino_profile(path: Path, x: np.ndarray, runs: int, half: bool) -> dict[s
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("dir", type=Path, help="folder with model.onnx and model_int8.onnx (deploy.export --int8)")
+    p.add_argument("dir", type=Path, help="folder with model.onnx and, for the INT8 rows, model_int8.onnx (deploy.export --int8)")
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--batch", type=int, default=1, help="the batch to run where the files take any (--dynamic-batch)")
     args = p.parse_args()
@@ -79,6 +80,9 @@ def main() -> int:
             "OpenVINO FP32": lambda: openvino_profile(fp32, x, args.runs, half=False),
             "OpenVINO BF16": lambda: openvino_profile(fp32, x, args.runs, half=True),
             "OpenVINO INT8": lambda: openvino_profile(int8, x, args.runs, half=False)}
+    if not int8.is_file():  # a plain export (a pruned model's, say): the float rows alone
+        print(f"{int8} not found: profiling the FP32 and BF16 rows only")
+        rows = {label: measure for label, measure in rows.items() if "INT8" not in label}
     result = {"shape": shape, "runs": args.runs}
     for label, measure in rows.items():
         result[label] = measure()
