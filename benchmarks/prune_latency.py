@@ -80,6 +80,9 @@ def main() -> int:
     p.add_argument("--img", type=int, default=960, help="validation size")
     p.add_argument("--variants", nargs="+", default=["uniform:8", "uniform:16", "l1:8", "l1:16", "gamma:8", "gamma:16"])
     p.add_argument("--iters", type=int, default=100, help="ONNX Runtime runs per model, in 5 interleaved rounds")
+    p.add_argument("--runtime", choices=["ort", "ort-1thread"], default="ort",
+                   help="ONNX Runtime on all cores (batch-1 latency), or on one thread (per-image cost of a "
+                   "process per core: narrower layers gain less from a second thread, slimming round 15)")
     p.add_argument("--out", type=Path, default=Path("runs/bench/prune_latency"))
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -100,7 +103,7 @@ def main() -> int:
                       "map50_95": evaluate(pruned, val, cfg.names, args.img, 16, 2)["map50_95"],
                       "widths": sorted(collections.Counter(f"{p.total}->{len(p.keep)}" for p in plans).items())}
         print(name, {k: v for k, v in rows[name].items() if k != "widths"}, flush=True)
-    latency = onnx_latencies(ckpts, args.out, SHAPE, args.iters)
+    latency = onnx_latencies(ckpts, args.out, SHAPE, args.iters, runtime=args.runtime)
     for name, row in rows.items():
         row.update(latency_ms=latency[safe(name)], latency_ratio=latency[safe(name)] / latency["baseline"],
                    reorders=layout_reorders(args.out / f"onnx_{safe(name)}" / "model.onnx"))

@@ -31,7 +31,9 @@ prunes one-shot to 0.8/0.6/0.5/0.4 x GFLOPs with each strategy and fine-tunes --
 channels are compensated by least-squares reconstruction (the pruning default) on 64 training images.
 
 Writes DIR/TASK/summary.json (keys in the issue; ``ort_latency_ratio`` is the ratio of the rounds' medians,
-``ort_latency_ratio_per_round`` each round's ratio, so a slow spell shows as a spread), DIR/TASK/data.yaml,
+ONNX Runtime on all cores, ``ort_latency_ratio_per_round`` each round's ratio, so a slow spell shows as a spread;
+``ort_latency_ratio_single_thread`` the same on one thread, informative: narrower layers gain less from a second
+thread, docs/BENCHMARKS.md, slimming round 15), DIR/TASK/data.yaml,
 curve.png, and each run's folder.
 """
 
@@ -290,10 +292,11 @@ def run_task(name: str, args) -> dict:
     rounding = {args.strategy: args.round_to, "uniform": UNIFORM_ROUND_TO}
     runs = {s: strategy_run(task, base, s, r, args) for s, r in rounding.items()}
     pruned = runs[args.strategy]
-    lat_rounds = onnx_latency_rounds({"baseline": base, "pruned": pruned["weights"],
-                                      "uniform": runs["uniform"]["weights"]},
-                                     root, SHAPE, args.latency_iters, rounds=args.latency_rounds)
+    timed = {"baseline": base, "pruned": pruned["weights"], "uniform": runs["uniform"]["weights"]}
+    lat_rounds = onnx_latency_rounds(timed, root, SHAPE, args.latency_iters, rounds=args.latency_rounds)
     lat = {name: statistics.median(ms) for name, ms in lat_rounds.items()}
+    one_thread = {name: statistics.median(ms) for name, ms in onnx_latency_rounds(
+        timed, root, SHAPE, args.latency_iters, rounds=args.latency_rounds, runtime="ort-1thread").items()}
     points = curve(task, base, rounding, args) if args.curve_epochs > 0 else {}
     rel = lambda p: os.path.relpath(p, root)  # noqa: E731
     summary = {
@@ -309,6 +312,9 @@ def run_task(name: str, args) -> dict:
         "ort_latency_ratio_per_round": {m: [x / b for x, b in zip(lat_rounds[m], lat_rounds["baseline"])]
                                         for m in ("pruned", "uniform")},
         "ort_latency_rounds_ms": lat_rounds,
+        # informative, not the target's: one thread, what an image costs a deployment running a process per core
+        "ort_latency_ratio_single_thread": {m: one_thread[m] / one_thread["baseline"] for m in ("pruned", "uniform")},
+        "ort_latency_ms_single_thread": one_thread,
         "epochs_total": {"baseline": base_epochs, "pruned": pruned["epochs"],
                          "uniform": runs["uniform"]["epochs"]},
         "baseline_weights": rel(base), "pruned_weights": rel(pruned["weights"]),

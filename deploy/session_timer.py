@@ -20,7 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-RUNTIMES = ("ort", "openvino", "openvino-half")  # ONNX Runtime CPU; OpenVINO FP32, or its bf16/f16 inference
+# ONNX Runtime CPU (its default threads: every core, as a batch-1 deployment runs it); ONNX Runtime on one thread
+# (what an image costs a throughput deployment that runs one process per core); OpenVINO FP32, or bf16/f16 inference.
+# The two ONNX Runtime rows differ for slimmed models: narrower layers gain less from a second thread (0.75 of the
+# unpruned model's time on two threads, 0.66 on one; docs/BENCHMARKS.md, slimming round 15).
+RUNTIMES = ("ort", "ort-1thread", "openvino", "openvino-half")
 
 
 def _deployed(path: str, runtime: str):
@@ -34,12 +38,16 @@ def _deployed(path: str, runtime: str):
 
 
 def _runner(path: str, runtime: str):
-    """One inference call on a numpy batch: ONNX Runtime's ``session.run`` (numpy and onnxruntime only), or
+    """One inference call on a numpy batch: ONNX Runtime's ``session.run`` (numpy and onnxruntime only; all
+    cores, or one thread), or
     OpenVINO through the deployment's backend (its own settings: threads, precision)."""
-    if runtime == "ort":
+    if runtime in ("ort", "ort-1thread"):
         import onnxruntime as ort
 
-        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        if runtime == "ort-1thread":
+            options.intra_op_num_threads = 1
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         return lambda x: session.run(None, {name: x})
     return _deployed(path, runtime).run
@@ -83,6 +91,9 @@ def time_session(path: str, shape: tuple[int, ...], iters: int, warmup: int, run
 
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+    if image is not None and runtime == "ort-1thread":
+        raise ValueError("runtime 'ort-1thread' times the model alone: end-to-end timing runs the deployment's "
+                         "backends at their own thread settings")
     x = np.random.default_rng(0).random(shape, dtype=np.float32)
     if image is None:
         run = _runner(path, runtime)

@@ -73,10 +73,11 @@ def finetune(c: PruneConfig, checkpoint: Path, epochs: int, out: Path, share: fl
 
 
 def onnx_latency_rounds(ckpts: dict[str, Path], out: Path, shape: tuple[int, int], iters: int,
-                        rounds: int = 5) -> dict[str, list[float]]:
+                        rounds: int = 5, runtime: str = "ort") -> dict[str, list[float]]:
     """ONNX Runtime CPU latency (ms, batch 1, ``session.run`` only) of each checkpoint exported at ``shape``:
     ``rounds`` rounds of ``iters / rounds`` runs of every model, each run of runs in a fresh process of its own
-    (``deploy.session_timer``); the median of each round, per model, in round order.
+    (``deploy.session_timer``); the median of each round, per model, in round order. ``runtime``: "ort" (all
+    cores) or "ort-1thread" (one thread: what an image costs a deployment running one process per core).
 
     Timed one after the other, a slow spell of a shared machine lands on one model (the same baseline read
     15.7 and 23.5 ms in two proof runs); timed interleaved in one process, a model's ratio to the baseline
@@ -86,14 +87,16 @@ def onnx_latency_rounds(ckpts: dict[str, Path], out: Path, shape: tuple[int, int
     from deploy.session_timer import time_isolated
 
     files = {name: export(path, out / f"onnx_{name}", shape)[0] for name, path in ckpts.items()}
-    times = time_isolated(files, (1, 3, *shape), rounds, max(1, iters // rounds), warmup=5)
+    times = time_isolated(files, (1, 3, *shape), rounds, max(1, iters // rounds), warmup=5,
+                          runtimes=dict.fromkeys(files, runtime))
     return {name: [1000 * statistics.median(r) for r in per_round] for name, per_round in times.items()}
 
 
 def onnx_latencies(ckpts: dict[str, Path], out: Path, shape: tuple[int, int], iters: int,
-                   rounds: int = 5) -> dict[str, float]:
+                   rounds: int = 5, runtime: str = "ort") -> dict[str, float]:
     """``onnx_latency_rounds`` summed up: the median of each model's round medians (ms)."""
-    return {name: statistics.median(ms) for name, ms in onnx_latency_rounds(ckpts, out, shape, iters, rounds).items()}
+    rounds_ms = onnx_latency_rounds(ckpts, out, shape, iters, rounds, runtime)
+    return {name: statistics.median(ms) for name, ms in rounds_ms.items()}
 
 
 def calibration_batch(cfg, img: int, n: int) -> torch.Tensor | None:

@@ -248,13 +248,38 @@ def test_mixed_ensemble_and_tta_on_a_fixed_shape_graph(exported, yolov5n_pt, tmp
 def test_isolated_timing_runs_each_model_in_its_own_process(exported, tmp_path):
     from deploy.session_timer import median_ms, time_isolated
 
-    files = {"a": exported / "model.onnx", "b": exported / "model_fp16.onnx", "c": exported / "model.onnx"}
-    times = time_isolated(files, (1, 3, 384, 640), rounds=2, iters=3, warmup=1, runtimes={"c": "openvino"})
-    assert {k: [len(r) for r in v] for k, v in times.items()} == {"a": [3, 3], "b": [3, 3], "c": [3, 3]}
+    files = {"a": exported / "model.onnx", "b": exported / "model_fp16.onnx", "c": exported / "model.onnx",
+             "d": exported / "model.onnx"}
+    times = time_isolated(files, (1, 3, 384, 640), rounds=2, iters=3, warmup=1,
+                          runtimes={"c": "openvino", "d": "ort-1thread"})
+    assert {k: [len(r) for r in v] for k, v in times.items()} == {k: [3, 3] for k in files}
     assert all(0 < t < 10 for v in times.values() for r in v for t in r)
     assert median_ms([[0.001, 0.003, 0.002], [0.010, 0.004, 0.005]]) == pytest.approx(3.5)
     with pytest.raises(RuntimeError, match="missing.onnx"):
         time_isolated({"x": tmp_path / "missing.onnx"}, (1, 3, 384, 640), rounds=1, iters=1)
+
+
+def test_one_thread_runtime_runs_onnx_runtime_on_one_thread(exported, monkeypatch):
+    """'ort-1thread' asks ONNX Runtime for one intra-op thread (the default asks for none: every core), and is
+    refused for end-to-end timing, which runs the deployment's own backends."""
+    import onnxruntime as ort
+
+    from deploy import session_timer
+
+    asked = []
+    real = ort.InferenceSession
+
+    def spy(path, options=None, **kwargs):
+        asked.append(options.intra_op_num_threads)
+        return real(path, options, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    x = np.zeros((1, 3, 384, 640), np.float32)
+    for runtime in ("ort", "ort-1thread"):
+        session_timer._runner(str(exported / "model.onnx"), runtime)(x)
+    assert asked == [0, 1]
+    with pytest.raises(ValueError, match="model alone"):
+        session_timer.time_session(str(exported / "model.onnx"), (1, 3, 384, 640), 1, 0, "ort-1thread", image="x.jpg")
 
 
 def test_isolated_pipeline_timing_adds_the_end_to_end_call(exported, tmp_path):
