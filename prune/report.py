@@ -75,11 +75,11 @@ def write_markdown(out: Path, r: dict) -> None:
             f"(median {r['gamma']['median']:.3f}); expect a large drop before fine-tuning.",
             "",
         ]
-    if r.get("onnx_latency_ms"):
-        lat = r["onnx_latency_ms"]
-        lines.append(
-            f"| ONNX Runtime CPU p50 ms | {lat['before']:.1f} | {lat['after']:.1f} ({lat['after'] / lat['before']:.2f}x) |"
-        )
+    for key, label in (("onnx_latency_ms", "ONNX Runtime CPU p50 ms"),
+                       ("onnx_latency_ms_single_thread", "the same, one thread")):
+        if r.get(key):
+            lat = r[key]
+            lines.append(f"| {label} | {lat['before']:.1f} | {lat['after']:.1f} ({lat['after'] / lat['before']:.2f}x) |")
     lines += [
         "",
         "| mAP | before | right after pruning | after fine-tuning |",

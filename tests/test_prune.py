@@ -224,8 +224,10 @@ def test_cli_end_to_end_and_bad_input(tmp_path, tiny_synthetic):
         "map50_95_finetuned",
         "layers",
         "onnx_latency_ms",
+        "onnx_latency_ms_single_thread",
     ):
         assert key in rep, key
+    assert "| the same, one thread |" in (out / "report.md").read_text()
     assert rep["params_after"] < rep["params_before"] and rep["layers"][0].keys() == {"name", "kept", "total"}
     assert (out / "gamma.png").is_file() and (out / "report.md").read_text().startswith("# Pruning report")
     assert rep["finetune_hyp"] == "configs/hyp/rewind.yaml" and rep["hyp"].endswith("recover.yaml")
