@@ -103,7 +103,7 @@ def main() -> int:
                       "map50_95": evaluate(pruned, val, cfg.names, args.img, 16, 2)["map50_95"],
                       "widths": sorted(collections.Counter(f"{p.total}->{len(p.keep)}" for p in plans).items())}
         print(name, {k: v for k, v in rows[name].items() if k != "widths"}, flush=True)
-    latency = onnx_latencies(ckpts, args.out, SHAPE, args.iters, runtime=args.runtime)
+    latency = onnx_latencies(ckpts, args.out, SHAPE, args.iters, runtimes=(args.runtime,))[args.runtime]
     for name, row in rows.items():
         row.update(latency_ms=latency[safe(name)], latency_ratio=latency[safe(name)] / latency["baseline"],
                    reorders=layout_reorders(args.out / f"onnx_{safe(name)}" / "model.onnx"))

@@ -292,11 +292,12 @@ def run_task(name: str, args) -> dict:
     rounding = {args.strategy: args.round_to, "uniform": UNIFORM_ROUND_TO}
     runs = {s: strategy_run(task, base, s, r, args) for s, r in rounding.items()}
     pruned = runs[args.strategy]
-    timed = {"baseline": base, "pruned": pruned["weights"], "uniform": runs["uniform"]["weights"]}
-    lat_rounds = onnx_latency_rounds(timed, root, SHAPE, args.latency_iters, rounds=args.latency_rounds)
+    timed = onnx_latency_rounds({"baseline": base, "pruned": pruned["weights"], "uniform": runs["uniform"]["weights"]},
+                                root, SHAPE, args.latency_iters, rounds=args.latency_rounds,
+                                runtimes=("ort", "ort-1thread"))
+    lat_rounds = timed["ort"]
     lat = {name: statistics.median(ms) for name, ms in lat_rounds.items()}
-    one_thread = {name: statistics.median(ms) for name, ms in onnx_latency_rounds(
-        timed, root, SHAPE, args.latency_iters, rounds=args.latency_rounds, runtime="ort-1thread").items()}
+    one_thread = {name: statistics.median(ms) for name, ms in timed["ort-1thread"].items()}
     points = curve(task, base, rounding, args) if args.curve_epochs > 0 else {}
     rel = lambda p: os.path.relpath(p, root)  # noqa: E731
     summary = {

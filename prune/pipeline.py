@@ -73,11 +73,12 @@ def finetune(c: PruneConfig, checkpoint: Path, epochs: int, out: Path, share: fl
 
 
 def onnx_latency_rounds(ckpts: dict[str, Path], out: Path, shape: tuple[int, int], iters: int,
-                        rounds: int = 5, runtime: str = "ort") -> dict[str, list[float]]:
+                        rounds: int = 5, runtimes: tuple[str, ...] = ("ort",)) -> dict[str, dict[str, list[float]]]:
     """ONNX Runtime CPU latency (ms, batch 1, ``session.run`` only) of each checkpoint exported at ``shape``:
     ``rounds`` rounds of ``iters / rounds`` runs of every model, each run of runs in a fresh process of its own
-    (``deploy.session_timer``); the median of each round, per model, in round order. ``runtime``: "ort" (all
-    cores) or "ort-1thread" (one thread: what an image costs a deployment running one process per core).
+    (``deploy.session_timer``); per runtime, the median of each round, per model, in round order. ``runtimes``:
+    "ort" (all cores) and/or "ort-1thread" (one thread: what an image costs a deployment running one process
+    per core), each timed on the same exported files.
 
     Timed one after the other, a slow spell of a shared machine lands on one model (the same baseline read
     15.7 and 23.5 ms in two proof runs); timed interleaved in one process, a model's ratio to the baseline
@@ -87,16 +88,19 @@ def onnx_latency_rounds(ckpts: dict[str, Path], out: Path, shape: tuple[int, int
     from deploy.session_timer import time_isolated
 
     files = {name: export(path, out / f"onnx_{name}", shape)[0] for name, path in ckpts.items()}
-    times = time_isolated(files, (1, 3, *shape), rounds, max(1, iters // rounds), warmup=5,
-                          runtimes=dict.fromkeys(files, runtime))
-    return {name: [1000 * statistics.median(r) for r in per_round] for name, per_round in times.items()}
+    timed = {}
+    for runtime in runtimes:
+        times = time_isolated(files, (1, 3, *shape), rounds, max(1, iters // rounds), warmup=5,
+                              runtimes=dict.fromkeys(files, runtime))
+        timed[runtime] = {name: [1000 * statistics.median(r) for r in per_round] for name, per_round in times.items()}
+    return timed
 
 
 def onnx_latencies(ckpts: dict[str, Path], out: Path, shape: tuple[int, int], iters: int,
-                   rounds: int = 5, runtime: str = "ort") -> dict[str, float]:
-    """``onnx_latency_rounds`` summed up: the median of each model's round medians (ms)."""
-    rounds_ms = onnx_latency_rounds(ckpts, out, shape, iters, rounds, runtime)
-    return {name: statistics.median(ms) for name, ms in rounds_ms.items()}
+                   rounds: int = 5, runtimes: tuple[str, ...] = ("ort",)) -> dict[str, dict[str, float]]:
+    """``onnx_latency_rounds`` summed up: per runtime, the median of each model's round medians (ms)."""
+    timed = onnx_latency_rounds(ckpts, out, shape, iters, rounds, runtimes)
+    return {runtime: {name: statistics.median(ms) for name, ms in per.items()} for runtime, per in timed.items()}
 
 
 def calibration_batch(cfg, img: int, n: int) -> torch.Tensor | None:
@@ -160,11 +164,10 @@ def run(c: PruneConfig) -> dict:
     atomic_write_bytes(Path(final).read_bytes(), c.out / "pruned.pt")
     report = _report(c, model, pruned, before, after, tuned, gsum, ckpt, steps, stopped, calib)
     if c.latency_iters > 0:
-        timed = {"before": c.weights, "after": c.out / "pruned.pt"}
-        report["onnx_latency_ms"] = onnx_latencies(timed, c.out, c.report_shape, c.latency_iters)
-        # one thread: the compute alone, steady where the two-thread figure moves with a shared machine's state
-        report["onnx_latency_ms_single_thread"] = onnx_latencies(timed, c.out, c.report_shape, c.latency_iters,
-                                                                 runtime="ort-1thread")
+        # one thread: the compute alone, steady where the all-core figure moves with a shared machine's state
+        lat = onnx_latencies({"before": c.weights, "after": c.out / "pruned.pt"}, c.out, c.report_shape,
+                             c.latency_iters, runtimes=("ort", "ort-1thread"))
+        report["onnx_latency_ms"], report["onnx_latency_ms_single_thread"] = lat["ort"], lat["ort-1thread"]
     layers = report["layers"]
     plots(c.out, gammas, report["threshold"] if report["threshold"] == report["threshold"] else 0.0, layers)
     write_json(report, c.out / "report.json")
