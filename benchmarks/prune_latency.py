@@ -82,7 +82,7 @@ def main() -> int:
     p.add_argument("--iters", type=int, default=100, help="ONNX Runtime runs per model, in 5 interleaved rounds")
     p.add_argument("--runtime", choices=["ort", "ort-1thread"], default="ort",
                    help="ONNX Runtime on all cores (batch-1 latency), or on one thread (per-image cost of a "
-                   "process per core: narrower layers gain less from a second thread, slimming round 15)")
+                   "process per core; steady where a shared machine's second core is not: slimming round 15)")
     p.add_argument("--out", type=Path, default=Path("runs/bench/prune_latency"))
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -32,8 +32,8 @@ channels are compensated by least-squares reconstruction (the pruning default) o
 
 Writes DIR/TASK/summary.json (keys in the issue; ``ort_latency_ratio`` is the ratio of the rounds' medians,
 ONNX Runtime on all cores, ``ort_latency_ratio_per_round`` each round's ratio, so a slow spell shows as a spread;
-``ort_latency_ratio_single_thread`` the same on one thread, informative: narrower layers gain less from a second
-thread, docs/BENCHMARKS.md, slimming round 15), DIR/TASK/data.yaml,
+``ort_latency_ratio_single_thread`` the same on one thread, informative: it does not move with what a shared
+machine gives the second core, docs/BENCHMARKS.md, slimming round 15), DIR/TASK/data.yaml,
 curve.png, and each run's folder.
 """
 
@@ -296,8 +296,7 @@ def run_task(name: str, args) -> dict:
                                 root, SHAPE, args.latency_iters, rounds=args.latency_rounds,
                                 runtimes=("ort", "ort-1thread"))
     lat_rounds = timed["ort"]
-    lat = {name: statistics.median(ms) for name, ms in lat_rounds.items()}
-    one_thread = {name: statistics.median(ms) for name, ms in timed["ort-1thread"].items()}
+    lat, one_thread = ({name: statistics.median(ms) for name, ms in timed[r].items()} for r in ("ort", "ort-1thread"))
     points = curve(task, base, rounding, args) if args.curve_epochs > 0 else {}
     rel = lambda p: os.path.relpath(p, root)  # noqa: E731
     summary = {

@@ -22,8 +22,9 @@ from pathlib import Path
 
 # ONNX Runtime CPU (its default threads: every core, as a batch-1 deployment runs it); ONNX Runtime on one thread
 # (what an image costs a throughput deployment that runs one process per core); OpenVINO FP32, or bf16/f16 inference.
-# The two ONNX Runtime rows differ for slimmed models: narrower layers gain less from a second thread (0.75 of the
-# unpruned model's time on two threads, 0.66 on one; docs/BENCHMARKS.md, slimming round 15).
+# On a shared machine the all-core figure moves with what the host gives the second core (a slimmed model read
+# 0.69 or 0.75 of its parent's time, minutes apart); the one-thread figure stays put (0.65; docs/BENCHMARKS.md,
+# slimming round 15).
 RUNTIMES = ("ort", "ort-1thread", "openvino", "openvino-half")
 
 
@@ -38,9 +39,8 @@ def _deployed(path: str, runtime: str):
 
 
 def _runner(path: str, runtime: str):
-    """One inference call on a numpy batch: ONNX Runtime's ``session.run`` (numpy and onnxruntime only; all
-    cores, or one thread), or
-    OpenVINO through the deployment's backend (its own settings: threads, precision)."""
+    """One inference call on a numpy batch: ONNX Runtime's ``session.run`` on all cores or one thread (numpy
+    and onnxruntime only), or OpenVINO through the deployment's backend (its own settings: threads, precision)."""
     if runtime in ("ort", "ort-1thread"):
         import onnxruntime as ort
 
