@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from detect import cli
 from detect.boxes import Letterbox
-from detect.data.config import IMAGE_SUFFIXES, DataError, walk_images
+from detect.data.config import IMAGE_SUFFIXES, DataError, load_data_config, walk_images
 from detect.data.dataset import load_image
 from detect.data.images import safe_name
 from detect.infer.options import add_inference_args, check_inference_args, describe, inference_config
@@ -139,6 +139,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="also write a submission file: .csv (image,class,score,x1,y1,x2,y2) or .json (COCO results)")
     p.add_argument("--coco-ann", type=Path, default=None,
                    help="COCO annotations whose image and category ids a .json submission uses")
+    p.add_argument("--data", type=Path, default=None,
+                   help="data.yaml whose class names and ids the output uses: the model's classes are matched by "
+                   "name and the others dropped (e.g. person only from a COCO model)")
+    p.add_argument("--no-class-map", action="store_true",
+                   help="with --data: refuse a model whose classes differ from the data's instead of matching names")
     add_inference_args(p)
     args = p.parse_args(argv)
     scoring = args.submission is not None  # mAP rewards low-confidence boxes: score-ranked recall
@@ -164,6 +169,8 @@ def check_args(args) -> None:
         check_submission_path(args.submission)
     if args.coco_ann is not None and (args.submission is None or args.submission.suffix.lower() != ".json"):
         raise cli.UsageError("--coco-ann applies to a .json --submission only")
+    if args.no_class_map and args.data is None:
+        raise cli.UsageError("--no-class-map applies with --data D")
 
 
 def main(argv=None) -> int:
@@ -178,7 +185,7 @@ def main(argv=None) -> int:
     from detect.backend import check_input_size, settle_cpu_threads
 
     predictor = Predictor.from_weights(args.weights, args.img, device, inference_config(args), args.half,
-                                       args.fuse_weights, args.backend)
+                                       args.fuse_weights, args.backend, data_names(args))
     settle_cpu_threads([m.backend for m in predictor.members])  # ONNX Runtime / OpenVINO alone: the cores are theirs
     for i, m in enumerate(predictor.members):  # members: each weights file at each size, in that order
         check_input_size(m.backend, m.img_size, args.weights[i // len(args.img)])
@@ -193,6 +200,13 @@ def main(argv=None) -> int:
         write_submission(args.submission, results, predictor.names, args.coco_ann)
         print(f"submission: {len(results)} boxes -> {safe_name(args.submission)}")
     return 1 if failed and len(failed) == len(files) else 0
+
+
+def data_names(args) -> tuple[list[str], str, bool] | None:
+    """``--data``'s class names for ``Predictor.from_weights`` (None: the model's own classes)."""
+    if args.data is None:
+        return None
+    return load_data_config(args.data).names, str(args.data), not args.no_class_map
 
 
 def predict_files(predictor: Predictor, files: list[Path], root: Path | None, args) -> tuple[list[dict], list[str]]:

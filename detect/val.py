@@ -24,6 +24,7 @@ from detect.boxes import non_max_suppression
 from detect.data.config import load_data_config
 from detect.data.dataset import EvalDataset, load_image
 from detect.data.labels import Sample, scan_split
+from detect.infer.classmap import for_data
 from detect.infer.merge import fuse
 from detect.infer.options import add_inference_args, check_inference_args, describe, inference_config
 from detect.infer.predictor import Member, Predictor
@@ -214,6 +215,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--meta", type=Path, default=None,
                    help="per-image attributes CSV (image, scene, ...) for AP per attribute in --report "
                    "(default: meta.csv beside data.yaml when present)")
+    p.add_argument("--no-class-map", action="store_true",
+                   help="refuse a model whose classes differ from the data's instead of matching them by name "
+                   "(e.g. the COCO model's person class on a person-only set)")
     add_inference_args(p)
     return p.parse_args(argv)
 
@@ -240,14 +244,14 @@ def check_args(args) -> None:
             ensure_writable(out.parent)
 
 
-def build_predictor(args, device, nc: int, data: str) -> Predictor:
-    """Every (weights, size) member, timed, checked against the data's classes and fixed graph sizes."""
+def build_predictor(args, device, names: list[str], data: str) -> Predictor:
+    """Every (weights, size) member, timed, its classes matched to the data's (by name where they differ),
+    checked against fixed graph sizes."""
     weights = args.fuse_weights or [1.0] * len(args.weights)
     members = []
     for w, mw in zip(args.weights, weights):
-        backend = TimedBackend(load_backend(w, device, args.half, args.backend))
-        if len(backend.names) != nc:
-            raise cli.UsageError(f"{w} predicts {len(backend.names)} classes but {data} has {nc}")
+        backend = for_data(TimedBackend(load_backend(w, device, args.half, args.backend)), names,
+                           not args.no_class_map, str(w), data)
         for size in args.img:
             check_input_size(backend, size, w)
             members.append(Member(backend, size, mw))
@@ -259,7 +263,7 @@ def main(argv=None) -> int:
     check_args(args)
     cfg = load_data_config(args.data)  # bad data fails before the model loads
     device = cli.select_device(args.device)
-    predictor = build_predictor(args, device, cfg.nc, args.data)
+    predictor = build_predictor(args, device, cfg.names, args.data)
     settle_cpu_threads([m.backend for m in predictor.members])  # ONNX Runtime / OpenVINO alone: the cores are theirs
     samples, label_report = scan_split(cfg, args.split)
     for line in label_report.lines():

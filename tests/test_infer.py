@@ -101,6 +101,58 @@ def test_greedy_nmm_grows_only_with_confident_partners():
     assert sahi[0, :4].tolist() == [-20, 0, 130, 100]
 
 
+def loop_greedy_nmm(det, threshold=0.5, agnostic=False, max_det=None, grow_ratio=0.9):
+    """The per-box Python loop ``greedy_nmm`` replaced: the reference its tensor form must match."""
+    from detect.infer.merge import intersection_over_smaller
+
+    det = det[det[:, 4].argsort(descending=True, stable=True)]
+    ios = intersection_over_smaller(det[:, :4], det[:, :4])
+    if not agnostic:
+        ios = ios * (det[:, 5, None] == det[None, :, 5])
+    alive, out = torch.ones(len(det), dtype=torch.bool), []
+    for i in range(len(det)):
+        if not alive[i]:
+            continue
+        group = alive & (ios[i] > threshold)
+        group[i] = True
+        alive &= ~group
+        grow = group & (det[:, 4] >= grow_ratio * det[i, 4])
+        grow[i] = True
+        members = det[grow]
+        out.append(torch.cat((members[:, :2].min(0).values, members[:, 2:4].max(0).values, det[i, 4:6])))
+        if max_det is not None and len(out) == max_det:
+            break
+    return torch.stack(out)
+
+
+def dense_slice_union(seed: int, people: int = 120, views: int = 6) -> torch.Tensor:
+    """A crowd as slicing sees it: each person boxed by several windows (jittered, some cut by a tile
+    edge), two classes sharing some boxes, scores with ties."""
+    g = torch.Generator().manual_seed(seed)
+    centre = torch.rand(people, 2, generator=g) * torch.tensor([1920.0, 1080.0])
+    size = 20 + torch.rand(people, 2, generator=g) * torch.tensor([60.0, 160.0])
+    boxes = []
+    for _ in range(views):
+        c = centre + torch.randn(people, 2, generator=g) * 3
+        s = size * (0.5 + torch.rand(people, 1, generator=g))  # a tile edge leaves part of the figure
+        x1y1 = c - s / 2
+        score = (torch.rand(people, 1, generator=g) * 20).round() / 20  # ties on purpose
+        cls = (torch.rand(people, 1, generator=g) < 0.3).float()
+        boxes.append(torch.cat((x1y1, x1y1 + s, score, cls), 1))
+    return torch.cat(boxes)
+
+
+@pytest.mark.parametrize("agnostic,max_det,grow", [(False, None, 0.9), (True, None, 0.9), (False, 150, 0.0),
+                                                   (False, None, 1.0)])
+def test_tensor_greedy_nmm_matches_the_loop_on_a_dense_crowd(agnostic, max_det, grow):
+    for seed in range(3):
+        det = dense_slice_union(seed)
+        want = loop_greedy_nmm(det, 0.5, agnostic, max_det, grow)
+        got = greedy_nmm(det, 0.5, agnostic, max_det, grow)
+        assert 50 < len(want) < len(det)  # a real merge: boxes absorbed, many people kept
+        assert torch.equal(got, want)
+
+
 def test_wbf_of_a_model_with_itself_is_the_model(yolov5n_pt):
     from detect.backend import TorchBackend
     from detect.data.dataset import load_image

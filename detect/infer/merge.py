@@ -43,28 +43,51 @@ def intersection_over_smaller(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def greedy_nmm(det: torch.Tensor, threshold: float = 0.5, agnostic: bool = False, max_det: int | None = None,
                grow_ratio: float = 0.9) -> torch.Tensor:
-    """Greedy non-maximum merging by intersection over smaller (see the module docstring)."""
+    """Greedy non-maximum merging by intersection over smaller (see the module docstring), in tensor ops.
+
+    In score order, a box is kept unless an earlier *kept* box of its class overlaps it beyond
+    ``threshold``; each suppressed box joins the first kept box that overlaps it. That is the greedy loop
+    (best box absorbs, repeat) written as a fixed point (``_greedy_keep``) and an arg-max, with a Python
+    loop over classes only: on a dense 1920x1080 crowd the per-box loop took 40% of a sliced run.
+    """
     if not len(det):
         return det
     det = det[det[:, 4].argsort(descending=True, stable=True)]
-    ios = intersection_over_smaller(det[:, :4], det[:, :4])
-    if not agnostic:
-        ios = ios * (det[:, 5, None] == det[None, :, 5])
-    alive = torch.ones(len(det), dtype=torch.bool)
-    out = []
-    for i in range(len(det)):
-        if not alive[i]:
-            continue
-        group = alive & (ios[i] > threshold)
-        group[i] = True
-        alive &= ~group
-        grow = group & (det[:, 4] >= grow_ratio * det[i, 4])
-        grow[i] = True
-        members = det[grow]
-        out.append(torch.cat((members[:, :2].min(0).values, members[:, 2:4].max(0).values, det[i, 4:6])))
-        if max_det is not None and len(out) == max_det:
+    n = len(det)
+    keep, owner = torch.zeros(n, dtype=torch.bool), torch.arange(n)
+    groups = [torch.arange(n)] if agnostic else [torch.nonzero(det[:, 5] == c).flatten() for c in det[:, 5].unique()]
+    for idx in groups:
+        # k suppresses j only when k comes first (scores sorted): the strict upper triangle
+        over = (intersection_over_smaller(det[idx, :4], det[idx, :4]) > threshold).triu(1)
+        kept = _greedy_keep(over)
+        first = (over & kept[:, None]).to(torch.uint8).argmax(0)  # the first kept box overlapping each box
+        keep[idx] = kept
+        owner[idx] = torch.where(kept, idx, idx[first])
+    keepers = torch.nonzero(keep).flatten()[:max_det]  # in score order, as the loop emits them
+    slot = torch.full((n,), -1, dtype=torch.long)
+    slot[keepers] = torch.arange(len(keepers))
+    member = (slot[owner] >= 0) & ((det[:, 4] >= grow_ratio * det[owner, 4]) | (owner == torch.arange(n)))
+    target = slot[owner[member]]
+    lo = det[keepers, :2].clone().scatter_reduce_(0, target[:, None].expand(-1, 2), det[member, :2], "amin")
+    hi = det[keepers, 2:4].clone().scatter_reduce_(0, target[:, None].expand(-1, 2), det[member, 2:4], "amax")
+    return torch.cat((lo, hi, det[keepers, 4:6]), 1)
+
+
+def _greedy_keep(over: torch.Tensor) -> torch.Tensor:
+    """Which boxes greedy suppression keeps, given ``over[k, j]``: k (earlier) suppresses j if k is kept.
+
+    Iterates keep = no kept box suppresses it, from all kept (Cluster-NMS, Zheng et al. 2021): after t
+    rounds the first t boxes are settled, and the only fixed point is the greedy answer, so it stops
+    after as many rounds as the longest chain of suppressions, not the number of boxes.
+    """
+    keep = torch.ones(len(over), dtype=torch.bool)
+    weights = over.float()
+    for _ in range(len(over)):
+        new = (keep.float() @ weights) == 0
+        if torch.equal(new, keep):
             break
-    return torch.stack(out)
+        keep = new
+    return keep
 
 
 def fuse(

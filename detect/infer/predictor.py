@@ -18,6 +18,7 @@ import torch
 
 from detect.boxes import non_max_suppression, prepare_image
 from detect.data.dataset import to_tensor
+from detect.infer.classmap import for_data
 from detect.infer.merge import fuse
 from detect.infer.slicing import merge_slices, sliced_detections
 from detect.infer.tta import AugmentedBackend
@@ -75,15 +76,18 @@ class Predictor:
 
     @classmethod
     def from_weights(cls, weights, img_sizes, device, config: InferenceConfig, half=False, model_weights=None,
-                     backend: str = "auto"):
+                     backend: str = "auto", data: tuple[list[str], str, bool] | None = None):
         """Members for every weights file at every image size; ``model_weights`` (one per file) weight WBF;
-        ``backend`` picks the runtime of .onnx files (``detect.backend.load_backend``)."""
+        ``backend`` picks the runtime of .onnx files (``detect.backend.load_backend``); ``data`` (names, where,
+        by name) makes each model predict those classes (``detect.infer.classmap.for_data``)."""
         from detect.backend import load_backend
 
         model_weights = model_weights or [1.0] * len(weights)
         members = []
         for w, mw in zip(weights, model_weights):
             runtime = load_backend(w, device, half, backend)
+            if data is not None:
+                runtime = for_data(runtime, data[0], data[2], str(w), data[1])
             members += [Member(runtime, int(s), float(mw)) for s in img_sizes]
         return cls(members, config)
 
