@@ -4,7 +4,8 @@
 
 Writes summary.json (machine-readable), report.html (self-contained), report.md with PNG
 plots, images.parquet / boxes.parquet (the scan tables), anchors.yaml (fitted anchors the
-trainer accepts) and issues_<split>.tsv (every label problem, file and line).
+trainer accepts), recommended.yaml (the advice as a recipe: python -m detect.train --hyp
+recommended.yaml) and issues_<split>.tsv (every label problem, file and line).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from analysis import plots, stats
 from analysis.anchors import anchor_report, anchors_yaml
+from analysis.recipe import recipe_yaml
 from analysis.recommend import recommend
 from analysis.report import console_summary, write_reports
 from analysis.scan import scan
@@ -77,6 +79,8 @@ def analyse(
     if "train" in splits and "val" in splits:
         summary["shift"] = stats.split_shift(images, boxes, names, "train", "val", img)
     summary["recommendations"] = recommend(summary, list(zip(images["height"], images["width"])), img)
+    long_side = int(np.median(np.maximum(images["height"], images["width"])))
+    (out / "recommended.yaml").write_text(recipe_yaml(summary["recommendations"], img, long_side, str(data)))
     if "fitted" in summary["anchors"]:
         a = summary["anchors"]["fitted"]
         comment = f"fitted by python -m analysis on {data} at img {img}: BPR {a['bpr']:.4f}, AAT {a['aat']:.2f}"

@@ -11,6 +11,7 @@ IMBALANCE_SAMPLING = 10.0  # class-balanced sampling above this max/min ratio
 HEAD_SHARE_FOCAL = 0.5  # focal loss when one class holds this share of boxes
 MOSAIC_CUT_SHARE = 0.25  # caution on mosaic above this share of boxes cut
 BPR_OK = 0.98  # YOLOv5 keeps its default anchors above this best possible recall
+CROWD_SHARE = 0.05  # NMS IoU advice when this share of boxes overlaps one of its class at IoU > 0.5
 
 
 def _rec(setting: str, value, because: str) -> dict:
@@ -20,7 +21,10 @@ def _rec(setting: str, value, because: str) -> dict:
 def recommend(summary: dict, images_hw: list[tuple[int, int]], img: int) -> list[dict]:
     """Every recommendation, in report order: input shape, slicing, class balance, mosaic, anchors,
     crowding and scenes."""
-    (h, w), n = Counter(images_hw).most_common(1)[0]
+    # grouped by the shape they letterbox to: photos of 550x801..873 are one shape, not 40 sizes of 3% each
+    shapes = Counter(rect_shape(h, w, img) for h, w in images_hw)
+    shape, n = shapes.most_common(1)[0]
+    h, w = Counter(hw for hw in images_hw if rect_shape(*hw, img) == shape).most_common(1)[0][0]
     share = n / len(images_hw)
     return [
         _input_shape(summary, h, w, share, img),
@@ -38,7 +42,7 @@ def _input_shape(summary: dict, h: int, w: int, share: float, img: int) -> dict:
         return _rec(
             "input_shape",
             f"{shape[0]}x{shape[1]}",
-            f"{share:.0%} of images are {w}x{h}; at img {img} they fit {shape[0]}x{shape[1]} "
+            f"{share:.0%} of images letterbox to {shape[0]}x{shape[1]} at img {img} (most common {w}x{h}) "
             f"(rectangular, {1 - shape[0] * shape[1] / img**2:.0%} fewer pixels than {img}x{img})",
         )
     return _rec(
@@ -72,8 +76,7 @@ def _class_balance(summary: dict) -> list[dict]:
             _rec(
                 "class_balanced_sampling",
                 True,
-                f"imbalance ratio {ratio:.0f}:1 (max/min boxes per class); rare: "
-                f"{', '.join(cls['rare_classes'][:6]) or 'none'}",
+                f"imbalance ratio {ratio:.0f}:1 ({_fewest(cls['counts'])})",
             )
         )
     if cls["head_share"] >= HEAD_SHARE_FOCAL:
@@ -81,6 +84,13 @@ def _class_balance(summary: dict) -> list[dict]:
             _rec("focal_loss", {"gamma": 1.5}, f"'{cls['head_class']}' holds {cls['head_share']:.0%} of all boxes")
         )
     return recs
+
+
+def _fewest(counts: dict[str, int], most: int = 3) -> str:
+    """'person 803 boxes; fewest: shorts 47, skirt 143' for the class-balance advice."""
+    present = sorted(((c, n) for n, c in counts.items() if c), reverse=True)
+    fewest = ", ".join(f"{n} {c}" for c, n in present[::-1][:most])
+    return f"{present[0][1]} {present[0][0]} boxes; fewest: {fewest}"
 
 
 def _mosaic(summary: dict) -> dict:
@@ -110,12 +120,13 @@ def _anchors(summary: dict) -> dict:
 def _crowding_and_scenes(summary: dict) -> list[dict]:
     recs = []
     occ = summary["occlusion"]
-    if occ["share_boxes_overlapped"] >= 0.3:
+    crowded = occ["share_boxes_same_class_iou_gt_0.5"]
+    if crowded >= CROWD_SHARE:  # NMS works within a class: a garment inside its wearer's box is no crowd
         recs.append(
             _rec(
                 "nms_iou",
                 0.6,
-                f"{occ['share_boxes_overlapped']:.0%} of boxes overlap another: crowded scenes; keep NMS IoU "
+                f"{crowded:.0%} of boxes overlap one of their own class at IoU > 0.5: crowded scenes; keep NMS IoU "
                 f"high enough not to suppress neighbours",
             )
         )

@@ -123,11 +123,12 @@ def box_sizes(images: pd.DataFrame, boxes: pd.DataFrame, img: int) -> dict:
     }
 
 
-def _pair_counts(xyxy: np.ndarray) -> tuple[int, int, np.ndarray]:
-    """(pairs with IoU > 0, pairs with IoU > 0.5, per-box 'overlaps another' flags) for one image."""
+def _pair_counts(xyxy: np.ndarray, cls: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """(pairs with IoU > 0, pairs with IoU > 0.5, per-box 'overlaps another' flags, per-box 'a box of its
+    own class covers it at IoU > 0.5' flags) for one image."""
     n = len(xyxy)
     if n < 2:
-        return 0, 0, np.zeros(n, bool)
+        return 0, 0, np.zeros(n, bool), np.zeros(n, bool)
     lt = np.maximum(xyxy[:, None, :2], xyxy[None, :, :2])
     rb = np.minimum(xyxy[:, None, 2:], xyxy[None, :, 2:])
     inter = np.clip(rb - lt, 0, None).prod(2)
@@ -135,7 +136,8 @@ def _pair_counts(xyxy: np.ndarray) -> tuple[int, int, np.ndarray]:
     iou = inter / (area[:, None] + area[None, :] - inter)
     np.fill_diagonal(iou, 0)
     upper = np.triu(iou, 1)
-    return int((upper > 0).sum()), int((upper > 0.5).sum()), (iou > 0).any(1)
+    same = ((iou > 0.5) & (cls[:, None] == cls[None, :])).any(1)
+    return int((upper > 0).sum()), int((upper > 0.5).sum()), (iou > 0).any(1), same
 
 
 def occlusion(images: pd.DataFrame, boxes: pd.DataFrame) -> dict:
@@ -162,16 +164,18 @@ def occlusion(images: pd.DataFrame, boxes: pd.DataFrame) -> dict:
     ends = np.searchsorted(owners, np.arange(len(images)), side="right")
     any_pairs = np.zeros(len(images), int)
     big_pairs = np.zeros(len(images), int)
-    overlapped = np.zeros(len(boxes), bool)
+    overlapped, crowded = np.zeros(len(boxes), bool), np.zeros(len(boxes), bool)
+    cls = boxes["cls"].to_numpy() if len(boxes) else np.zeros(0, int)
     for i in np.flatnonzero(ends - starts > 1):
         idx = order[starts[i] : ends[i]]
-        any_pairs[i], big_pairs[i], flags = _pair_counts(xyxy[idx])
-        overlapped[idx] = flags
+        any_pairs[i], big_pairs[i], overlapped[idx], crowded[idx] = _pair_counts(xyxy[idx], cls[idx])
     return {
         "pairs_iou_gt_0_per_image": {"mean": float(any_pairs.mean()), "max": int(any_pairs.max(initial=0))},
         "pairs_iou_gt_0.5_per_image": {"mean": float(big_pairs.mean()), "max": int(big_pairs.max(initial=0))},
         "share_boxes_overlapped": float(overlapped.mean()) if len(boxes) else 0.0,
         "images_with_iou_gt_0.5_pair": float((big_pairs > 0).mean()),
+        # what NMS sees: it suppresses within a class, so a garment inside its wearer's box is no crowd
+        "share_boxes_same_class_iou_gt_0.5": float(crowded.mean()) if len(boxes) else 0.0,
         "_per_image_pairs": any_pairs.tolist(),  # for the plot; dropped from summary.json
     }
 

@@ -25,6 +25,12 @@ CHOICES = {
 }
 
 
+# A hyperparameter file may carry the run options it was written for (python -m analysis's recommended.yaml):
+# detect.train applies them where the command line does not set them; every other reader skips the section.
+TRAIN_SECTION = "train"
+TRAIN_OPTIONS = {"img": int, "val_img": int, "anchors": str}
+
+
 def defaults() -> dict:
     return yaml.safe_load(DEFAULT.read_text())
 
@@ -33,19 +39,44 @@ def load_hyp(path: str | Path | None = None, overrides: dict | None = None) -> d
     """Defaults, then the file at ``path``, then ``overrides``; each value checked against its default's type."""
     hyp = defaults()
     if path is not None and Path(path).resolve() != DEFAULT:
-        path = Path(path)
-        if not path.is_file():
-            raise UsageError(f"{path}: no such hyperparameter file")
-        try:
-            user = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise UsageError(f"{path}: not a readable YAML file ({type(e).__name__})") from None
-        if not isinstance(user, dict):
-            raise UsageError(f"{path}: expected a mapping of hyperparameter: value")
+        user = _read(Path(path))
+        user.pop(TRAIN_SECTION, None)
         hyp.update(validate(user, hyp, str(path)))
     if overrides:
         hyp.update(validate(overrides, hyp, "--set"))
     return hyp
+
+
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        raise UsageError(f"{path}: no such hyperparameter file")
+    try:
+        user = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path}: not a readable YAML file ({type(e).__name__})") from None
+    if not isinstance(user, dict):
+        raise UsageError(f"{path}: expected a mapping of hyperparameter: value")
+    return user
+
+
+def train_options(path: str | Path | None) -> dict:
+    """The file's ``train:`` section (img, val_img, anchors), checked; anchors resolved beside the file."""
+    if path is None or Path(path).resolve() == DEFAULT:
+        return {}
+    section = _read(Path(path)).get(TRAIN_SECTION) or {}
+    where = f"{path}: {TRAIN_SECTION}:"
+    if not isinstance(section, dict):
+        raise UsageError(f"{where} expected a mapping of option: value")
+    unknown = sorted(set(section) - set(TRAIN_OPTIONS))
+    if unknown:
+        raise UsageError(f"{where} unknown option(s) {', '.join(unknown)}; accepted: {', '.join(TRAIN_OPTIONS)}")
+    out = {}
+    for key, value in section.items():
+        kind = TRAIN_OPTIONS[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise UsageError(f"{where} {key} must be {'a whole number' if kind is int else 'a path'}, got {value!r}")
+        out[key] = str(Path(path).parent / value) if key == "anchors" else value
+    return out
 
 
 def validate(user: dict, schema: dict, where: str) -> dict:

@@ -63,6 +63,10 @@ def finetune(c: PruneConfig, checkpoint: Path, epochs: int, out: Path, share: fl
     hyp = load_hyp(hyp_file or c.hyp, overrides)
     if "warmup_epochs" not in overrides:  # the warmup scales with the recovery: 10% of it, none after a small step
         hyp["warmup_epochs"] = 0.0 if share is not None and share <= 0.1 else min(hyp["warmup_epochs"], 0.1 * epochs)
+    if "warmup_bias_lr" not in overrides:
+        # trained biases: a warmup from 10x lr0 (the from-scratch recipe's 0.1) wiped a ccp model to mAP 0 in two
+        # epochs (rewind.yaml, lr0 0.01); they start at lr0 at most
+        hyp["warmup_bias_lr"] = min(hyp["warmup_bias_lr"], hyp["lr0"])
     config = TrainConfig(data=c.data, out=out, model=str(checkpoint), weights=str(checkpoint),
                          teacher=str(c.weights) if c.distill else None, img=c.img, val_img=c.val_img, epochs=epochs,
                          val_interval=c.val_interval, batch=c.batch, hyp=hyp, device=c.device, workers=c.workers, quiet=True)
@@ -160,9 +164,14 @@ def run(c: PruneConfig) -> dict:
     tuned, final = {"map50": None, "map50_95": None}, pruned_path
     if c.finetune_epochs > 0 and pruned is not model:
         result = finetune(c, pruned_path, c.finetune_epochs, c.out / "finetune", hyp_file=c.finetune_hyp)
-        tuned, final = {k: result.summary[k] for k in ("map50", "map50_95")}, result.best
+        tuned = score(reload(result.best))  # best.pt as detect.val reads it (the summary is the last epoch's)
+        final = result.best if tuned["map50_95"] >= after["map50_95"] else pruned_path
+    kept = keep_note(after, tuned, final == pruned_path)
+    print(kept)
     atomic_write_bytes(Path(final).read_bytes(), c.out / "pruned.pt")
     report = _report(c, model, pruned, before, after, tuned, gsum, ckpt, steps, stopped, calib)
+    report["kept"] = kept
+    report["map50_95_final"] = max(after["map50_95"], tuned["map50_95"] or 0.0)
     if c.latency_iters > 0:
         # one thread: the compute alone, steady where the all-core figure moves with a shared machine's state
         lat = onnx_latencies({"before": c.weights, "after": c.out / "pruned.pt"}, c.out, c.report_shape,
@@ -175,6 +184,17 @@ def run(c: PruneConfig) -> dict:
     print(f"GFLOPs at {c.report_shape[0]}x{c.report_shape[1]}: {report['gflops_before']:.2f} -> "
           f"{report['gflops_after']:.2f}; report: {c.out / 'report.md'}")
     return report
+
+
+def keep_note(after: dict, tuned: dict, untuned: bool) -> str:
+    """Which model pruned.pt is: a fine-tuning that ends below the surgery's output never replaces it."""
+    if tuned["map50_95"] is None:
+        return f"pruned.pt: the model right after pruning (mAP50-95 {after['map50_95']:.4f}; no fine-tuning)"
+    if untuned:
+        return (f"pruned.pt: the model right after pruning (mAP50-95 {after['map50_95']:.4f}): fine-tuning's best "
+                f"epoch reached only {tuned['map50_95']:.4f}; try a gentler --finetune-hyp (configs/hyp/recover.yaml)")
+    return (f"pruned.pt: fine-tuning's best epoch (mAP50-95 {tuned['map50_95']:.4f}, "
+            f"{after['map50_95']:.4f} right after pruning)")
 
 
 def _report(c: PruneConfig, model, pruned, before, after, tuned, gsum, ckpt, steps, stopped, calib) -> dict:

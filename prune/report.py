@@ -87,6 +87,7 @@ def write_markdown(out: Path, r: dict) -> None:
         f"| mAP50 | {f(r['map50_before'])} | {f(r['map50_pruned'])} | {f(r['map50_finetuned'])} |",
         f"| mAP50-95 | {f(r['map50_95_before'])} | {f(r['map50_95_pruned'])} | {f(r['map50_95_finetuned'])} |",
         "",
+        *([r["kept"] + ".", ""] if r.get("kept") else []),
         *_steps_table(r),
         "![gamma](gamma.png)",
         "",

@@ -73,6 +73,7 @@ def test_statistics_by_hand(hand_dataset, tmp_path):
     assert o["pairs_iou_gt_0_per_image"] == {"mean": 0.5, "max": 1}
     assert o["pairs_iou_gt_0.5_per_image"] == {"mean": 0.25, "max": 1}
     assert o["share_boxes_overlapped"] == pytest.approx(4 / 6)
+    assert o["share_boxes_same_class_iou_gt_0.5"] == pytest.approx(2 / 6)  # B's pair; A's pair is at IoU 1/3
     sc = s["scenes"]  # street: A (3 boxes) + C (0); park: B (2) + D (1)
     assert sc["images"] == {"street": 2, "park": 2} and sc["boxes"] == {"street": 3, "park": 3}
     assert sc["class_by_scene"] == {"park": {"b": 2, "c": 1}, "street": {"a": 2, "b": 1}}

@@ -400,3 +400,61 @@ def test_taylor_steps_meet_a_gflops_budget(tmp_path, tiny_synthetic):
     assert report["strategy"] == "taylor" and report["taylor_images"] == 4 and len(report["steps"]) == 2
     assert report["gflops_after"] / report["gflops_before"] <= 0.7
     assert report["steps"][0]["gflops_ratio"] == pytest.approx(0.7**0.5, abs=0.02)
+
+
+def test_a_fine_tuning_worse_than_the_surgery_never_replaces_it(tmp_path, tiny_synthetic, monkeypatch):
+    """pruned.pt is the best model of the whole run: a recovery that ends below the surgery's output (rewind.yaml
+    on ccp: 0.281 right after pruning, 0.242 at fine-tuning's best epoch) hands back the surgery's model."""
+    import prune.pipeline as pipeline
+    from detect.data.synthetic import CLASSES
+    from detect.train import FitResult
+
+    def ruined(model) -> bool:
+        return all(not bn.weight.detach().any() for bn in model.modules() if isinstance(bn, torch.nn.BatchNorm2d))
+
+    def fake_evaluate(model, *args, **kw):
+        return {"map50": 0.05, "map50_95": 0.02} if ruined(model) else {"map50": 0.5, "map50_95": 0.3}
+
+    def fake_finetune(c, checkpoint, epochs, out, share=None, hyp_file=None):
+        model = pipeline.reload(checkpoint)
+        for bn in model.modules():
+            if isinstance(bn, torch.nn.BatchNorm2d):
+                torch.nn.init.zeros_(bn.weight)
+        atomic_save(make_checkpoint(model, list(CLASSES)), out / "best.pt")
+        return FitResult({"map50": 0.05, "map50_95": 0.02}, out / "best.pt", out / "best.pt")
+
+    monkeypatch.setattr(pipeline, "evaluate", fake_evaluate)
+    monkeypatch.setattr(pipeline, "finetune", fake_finetune)
+    ckpt = tmp_path / "m.pt"
+    atomic_save(make_checkpoint(build_model(default_arch("yolov5n", nc=len(CLASSES))), CLASSES), ckpt)
+    (tmp_path / "p" / "finetune").mkdir(parents=True)
+    report = pipeline.run(PruneConfig(weights=ckpt, data=str(tiny_synthetic), img=64, batch=2, workers=0,
+                                      latency_iters=0, calib_images=2, out=tmp_path / "p", ratio=0.2,
+                                      finetune_epochs=1))
+    assert report["map50_95_finetuned"] == 0.02 and report["map50_95_final"] == 0.3
+    assert report["kept"].startswith("pruned.pt: the model right after pruning (mAP50-95 0.3000)")
+    kept = torch.load(tmp_path / "p" / "pruned.pt", weights_only=True)
+    untuned = torch.load(tmp_path / "p" / "pruned_untuned.pt", weights_only=True)
+    assert all(torch.equal(kept["model"][k], untuned["model"][k]) for k in untuned["model"])
+    assert report["kept"] in (tmp_path / "p" / "report.md").read_text()
+    note = pipeline.keep_note({"map50_95": 0.28}, {"map50_95": 0.36}, untuned=False)
+    assert note == "pruned.pt: fine-tuning's best epoch (mAP50-95 0.3600, 0.2800 right after pruning)"
+
+
+def test_recovery_starts_biases_at_lr0_at_most(tmp_path, tiny_synthetic, monkeypatch):
+    import prune.pipeline as pipeline
+
+    seen = {}
+
+    def fake_fit(config):
+        seen.update(config.hyp)
+        return pipeline.FitResult({}, None, None)
+
+    monkeypatch.setattr(pipeline, "fit", fake_fit)
+    c = PruneConfig(weights=tmp_path / "m.pt", data=str(tiny_synthetic), out=tmp_path / "p", ratio=0.2)
+    pipeline.finetune(c, tmp_path / "m.pt", 10, tmp_path / "f", hyp_file="configs/hyp/rewind.yaml")
+    assert seen["lr0"] == 0.01 and seen["warmup_bias_lr"] == 0.01  # rewind.yaml says 0.1: 10x lr0
+    c = PruneConfig(weights=tmp_path / "m.pt", data=str(tiny_synthetic), out=tmp_path / "p", ratio=0.2,
+                    set=["warmup_bias_lr=0.05"])
+    pipeline.finetune(c, tmp_path / "m.pt", 10, tmp_path / "f", hyp_file="configs/hyp/rewind.yaml")
+    assert seen["warmup_bias_lr"] == 0.05  # asked for by name: kept

@@ -17,7 +17,7 @@ import yaml
 
 from detect.errors import UsageError
 from detect.hyp import DEFAULT as DEFAULT_HYP
-from detect.hyp import load_hyp, overlay_saved
+from detect.hyp import TRAIN_SECTION, load_hyp, overlay_saved, train_options
 
 AMP_CHOICES = ("fp16", "bf16", "off")
 
@@ -131,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch", type=int, default=16, help="total batch size (split across DDP processes)")
     p.add_argument("--out", type=Path, default=Path("runs/train/exp"))
-    p.add_argument("--hyp", type=Path, default=DEFAULT_HYP, help="hyperparameter YAML (keys: configs/hyp/default.yaml)")
+    p.add_argument("--hyp", type=Path, default=DEFAULT_HYP,
+                   help="hyperparameter YAML (keys: configs/hyp/default.yaml); python -m analysis's recommended.yaml "
+                   "also sets --img, --val-img and --anchors where they are not given")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override hyperparameters, e.g. sam=true")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--amp", choices=AMP_CHOICES, default="fp16", help="mixed precision (CUDA: fp16/bf16; CPU: bf16)")
@@ -187,6 +189,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         return cfg
     if not args.data:
         raise UsageError("--data is required (a data.yaml), unless --resume continues a saved run")
+    for key, value in train_options(args.hyp).items():  # a recipe's options, where the command line is silent
+        if key.replace("_", "-") not in given:
+            setattr(args, key, value)
+            print(f"{key.replace('_', '-')} {value} (from {args.hyp})")
     return TrainConfig(
         data=args.data,
         out=args.out,
@@ -233,7 +239,7 @@ def _resume_conflicts(args: argparse.Namespace, given: set[str], cfg: TrainConfi
 
 def _file_keys(path: Path) -> set[str]:
     raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) if Path(path).is_file() else {}
-    return set(raw) if isinstance(raw, dict) else set()
+    return set(raw) - {TRAIN_SECTION} if isinstance(raw, dict) else set()
 
 
 def parse_overrides(pairs: list[str]) -> dict:
