@@ -21,6 +21,9 @@ TRAIN_IMG ?= 320
 EPOCHS ?= 10
 INIT ?= $(if $(wildcard $(SHARED)/weights/yolov5n.pt),$(SHARED)/weights/yolov5n.pt,)
 HYP ?= configs/hyp/default.yaml
+# RECIPE: python -m analysis's recommended.yaml (make analyze writes OUT/analyze/recommended.yaml): its
+# hyperparameters, and its --img / --val-img / --anchors unless TRAIN_IMG is given here
+RECIPE ?=
 SET ?=
 # pruning: the defaults are the settings measured to keep accuracy (docs/BENCHMARKS.md). A share of
 # channels (RATIO, 10%): uniform, least-squares reconstruction, distilled recovery with
@@ -29,6 +32,7 @@ SET ?=
 # as l1, which kept 0.908 of its baseline at 0.575x GFLOPs, and 1.7x l1's mAP on the transferred person
 # task: slimming round 13), ROUND_TO=16, 30 distilled epochs at the training schedule's rate
 # (configs/hyp/rewind.yaml). Budget 25-30 epochs for a 0.6x prune to recover (README).
+TRAIN_IMG_ARG = $(if $(and $(RECIPE),$(filter file,$(origin TRAIN_IMG))),,--img $(TRAIN_IMG))
 SPARSITY ?= 0.001
 SPARSITY_MODE ?= channel
 RATIO ?= 0.1
@@ -70,12 +74,12 @@ data: setup $(if $(filter $(SYNTH_DIR)/data.yaml,$(DATA)),$(SYNTH_DIR)/data.yaml
 check-data: data  ## validate DATA's labels and images; report every problem
 	$(PY) -m detect.data --data $(DATA) --out $(OUT)/check-data
 
-analyze: data  ## dataset analysis of DATA at IMG: report.html, summary.json, anchors.yaml in OUT/analyze
+analyze: data  ## dataset analysis of DATA at IMG: report.html, summary.json, anchors.yaml, recommended.yaml in OUT/analyze
 	$(PY) -m analysis --data $(DATA) --out $(OUT)/analyze --img $(IMG)
 
-train: data  ## train MODEL on DATA at TRAIN_IMG for EPOCHS from INIT ('' = scratch); SET="sam=true slice=true"
-	$(PY) -m detect.train --data $(DATA) --model $(MODEL) --weights "$(INIT)" --img $(TRAIN_IMG) --epochs $(EPOCHS) \
-	  --batch $(BATCH) --hyp $(HYP) --device $(DEVICE) --out $(OUT)/train $(if $(SET),--set $(SET))
+train: data  ## train MODEL on DATA at TRAIN_IMG for EPOCHS from INIT ('' = scratch); SET="sam=true slice=true"; RECIPE=recommended.yaml
+	$(PY) -m detect.train --data $(DATA) --model $(MODEL) --weights "$(INIT)" $(TRAIN_IMG_ARG) --epochs $(EPOCHS) \
+	  --batch $(BATCH) --hyp $(or $(RECIPE),$(HYP)) --device $(DEVICE) --out $(OUT)/train $(if $(SET),--set $(SET))
 
 train-sparse: data  ## as train, plus L1 sparsity SPARSITY on BatchNorm gamma (for prune); OUT/train-sparse
 	$(PY) -m detect.train --data $(DATA) --model $(MODEL) --weights "$(INIT)" --img $(TRAIN_IMG) --epochs $(EPOCHS) \

@@ -26,6 +26,7 @@ import json
 import math
 import tempfile
 import time
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -245,6 +246,40 @@ def main(argv=None) -> int:
     cli.check_range("--rounds", args.rounds, 1)
     if args.json:
         ensure_writable(args.json.parent)
+    config = BenchConfig(weights=args.weights, onnx=args.onnx, engine=args.engine, img=tuple(args.img),
+                         compare_img=tuple(args.compare_img) if args.compare_img else None, batch=args.batch,
+                         iters=args.iters, warmup=args.warmup, rounds=args.rounds, data=args.data,
+                         calib_data=args.calib_data)
+    result = bench(config)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+    plot = args.plot or (args.json.with_suffix(".png") if args.json else None)
+    if plot:
+        plot_rows(result["rows"], plot)
+    return 0
+
+
+@dataclass
+class BenchConfig:
+    """What ``python -m deploy.bench`` measures (its flags, one field each)."""
+
+    weights: list[str]
+    img: tuple[int, int] = (384, 640)
+    compare_img: tuple[int, int] | None = None
+    onnx: list[Path] = field(default_factory=list)
+    engine: list[Path] = field(default_factory=list)
+    batch: int = 1
+    iters: int = 200
+    warmup: int = 20
+    rounds: int = 5
+    data: str | None = None
+    calib_data: str | None = None
+
+
+def bench(args: BenchConfig) -> dict:
+    """The latency table (and each row's mAP with ``data``) as printed by ``python -m deploy.bench``:
+    {"machine", "iters", "warmup", "rounds", "rows"}."""
     shapes = [tuple(args.img)] + ([tuple(args.compare_img)] if args.compare_img else [])
     rows = []
     scored = val_samples(args.data) if args.data else None
@@ -279,13 +314,7 @@ def main(argv=None) -> int:
     }
     if not torch.cuda.is_available():
         print("TensorRT and CUDA rows skipped: no CUDA GPU on this machine")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
-    plot = args.plot or (args.json.with_suffix(".png") if args.json else None)
-    if plot:
-        plot_rows(rows, plot)
-    return 0
+    return result
 
 
 def _engine_meta(path: Path) -> dict:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from detect.infer.merge import fuse, greedy_nmm
+from detect.infer.merge import fuse, greedy_nmm, greedy_nmm_loop
 from detect.infer.predictor import InferenceConfig, Member, Predictor
 from detect.infer.slicing import slice_windows, sliced_detections, window_starts
 from detect.infer.tta import AugmentedBackend, clip_augmented, scale_batch, unscale
@@ -101,30 +101,6 @@ def test_greedy_nmm_grows_only_with_confident_partners():
     assert sahi[0, :4].tolist() == [-20, 0, 130, 100]
 
 
-def loop_greedy_nmm(det, threshold=0.5, agnostic=False, max_det=None, grow_ratio=0.9):
-    """The per-box Python loop ``greedy_nmm`` replaced: the reference its tensor form must match."""
-    from detect.infer.merge import intersection_over_smaller
-
-    det = det[det[:, 4].argsort(descending=True, stable=True)]
-    ios = intersection_over_smaller(det[:, :4], det[:, :4])
-    if not agnostic:
-        ios = ios * (det[:, 5, None] == det[None, :, 5])
-    alive, out = torch.ones(len(det), dtype=torch.bool), []
-    for i in range(len(det)):
-        if not alive[i]:
-            continue
-        group = alive & (ios[i] > threshold)
-        group[i] = True
-        alive &= ~group
-        grow = group & (det[:, 4] >= grow_ratio * det[i, 4])
-        grow[i] = True
-        members = det[grow]
-        out.append(torch.cat((members[:, :2].min(0).values, members[:, 2:4].max(0).values, det[i, 4:6])))
-        if max_det is not None and len(out) == max_det:
-            break
-    return torch.stack(out)
-
-
 def dense_slice_union(seed: int, people: int = 120, views: int = 6) -> torch.Tensor:
     """A crowd as slicing sees it: each person boxed by several windows (jittered, some cut by a tile
     edge), two classes sharing some boxes, scores with ties."""
@@ -147,7 +123,7 @@ def dense_slice_union(seed: int, people: int = 120, views: int = 6) -> torch.Ten
 def test_tensor_greedy_nmm_matches_the_loop_on_a_dense_crowd(agnostic, max_det, grow):
     for seed in range(3):
         det = dense_slice_union(seed)
-        want = loop_greedy_nmm(det, 0.5, agnostic, max_det, grow)
+        want = greedy_nmm_loop(det, 0.5, agnostic, max_det, grow)
         got = greedy_nmm(det, 0.5, agnostic, max_det, grow)
         assert 50 < len(want) < len(det)  # a real merge: boxes absorbed, many people kept
         assert torch.equal(got, want)

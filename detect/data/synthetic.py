@@ -107,15 +107,20 @@ def _visible_fraction(boxes: list[tuple[int, int, int, int]], h: int, w: int) ->
     return vis
 
 
-def make_image(index: int, seed: int):
-    """Image ``index`` of the dataset with ``seed``: (BGR image, rows of class + xyxy px, scene)."""
+def make_image(index: int, seed: int, crowd: bool = False):
+    """Image ``index`` of the dataset with ``seed``: (BGR image, rows of class + xyxy px, scene).
+
+    ``crowd``: a 1920x1080 frame of 100-140 people plus 5-7 dense groups; 15-65 of them are labelled (the rest
+    too small or hidden), and the slicing benchmark keeps the frames with 50 or more."""
     rng = np.random.default_rng([seed, index])
     w, h, _ = SIZES[rng.choice(len(SIZES), p=[s[2] for s in SIZES])]
+    if crowd:
+        w, h = 1920, 1080
     scene = int(rng.choice(len(SCENES), p=SCENE_P))
     img, horizon = _background(rng, w, h, scene)
     people = []  # (foot, x, height, cls)
-    n_groups = rng.integers(0, 3)
-    for _ in range(int(rng.integers(3, 18))):
+    n_groups = rng.integers(5, 8) if crowd else rng.integers(0, 3)
+    for _ in range(int(rng.integers(100, 140) if crowd else rng.integers(3, 18))):
         depth = rng.uniform(0.03, 1.0) ** 1.7  # most people are far away, a few are near
         people.append((int(horizon + depth * (h - horizon) * 1.05), int(rng.uniform(0, w)), None))
     for _ in range(n_groups):  # dense, occluding groups at one depth
@@ -141,8 +146,8 @@ def make_image(index: int, seed: int):
 
 
 def _write_one(job) -> dict:
-    index, seed, out, split = job
-    img, rows, scene = make_image(index, seed)
+    index, seed, out, split, crowd = job
+    img, rows, scene = make_image(index, seed, crowd)
     h, w = img.shape[:2]
     name = f"{split}_{index:05d}"
     cv2.imwrite(str(out / "images" / split / f"{name}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 88])
@@ -153,11 +158,13 @@ def _write_one(job) -> dict:
             "boxes": len(rows)}
 
 
-def generate(out: Path, images: int = 200, seed: int = 0, val_fraction: float = 0.2, workers: int = 2) -> Path:
-    """Write the dataset under ``out``; returns the data.yaml path. Same arguments, same bytes."""
+def generate(out: Path, images: int = 200, seed: int = 0, val_fraction: float = 0.2, workers: int = 2,
+             crowd: bool = False) -> Path:
+    """Write the dataset under ``out``; returns the data.yaml path. Same arguments, same bytes.
+    ``crowd``: every image a dense 1920x1080 crowd (``make_image``)."""
     out = Path(out)
     n_val = int(round(images * val_fraction))
-    jobs = [(i, seed, out, "val" if i >= images - n_val else "train") for i in range(images)]
+    jobs = [(i, seed, out, "val" if i >= images - n_val else "train", crowd) for i in range(images)]
     for split in ("train", "val"):
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
@@ -178,15 +185,16 @@ def generate(out: Path, images: int = 200, seed: int = 0, val_fraction: float = 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m detect.data.synthetic", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--images", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", type=Path, required=True, help="the dataset's folder")
+    p.add_argument("--images", type=int, default=200, help="images in all (train + val)")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="share of the images in the val split")
+    p.add_argument("--workers", type=int, default=2, help="processes drawing images")
+    p.add_argument("--crowd", action="store_true", help="every image a dense 1920x1080 crowd of 45-70 people")
     args = p.parse_args(argv)
     if args.images < 2 or not 0 < args.val_fraction < 1:
         p.error("need --images >= 2 and 0 < --val-fraction < 1")
-    path = generate(args.out, args.images, args.seed, args.val_fraction, args.workers)
+    path = generate(args.out, args.images, args.seed, args.val_fraction, args.workers, args.crowd)
     print(f"wrote {args.images} images -> {path}")
     return 0
 
