@@ -34,11 +34,11 @@ import torch  # noqa: E402
 from detect.backend import load_backend  # noqa: E402
 from detect.data.config import load_data_config  # noqa: E402
 from detect.data.labels import scan_split  # noqa: E402
+from detect.evaluate import TimedBackend, coco_results, predictor_detections  # noqa: E402
 from detect.infer.predictor import InferenceConfig, Member, Predictor  # noqa: E402
 from detect.machine import cpu_model  # noqa: E402
 from detect.metrics import coco_ground_truth, evaluate  # noqa: E402
 from detect.paths import shared_dir  # noqa: E402
-from detect.val import TimedBackend, coco_results, predictor_detections  # noqa: E402
 
 VAL = InferenceConfig(conf=0.001, iou=0.6, max_det=300, multi_label=True, interpolation="area")
 OFFICIAL = """

@@ -31,11 +31,11 @@ import torch  # noqa: E402
 from deploy.bench import weights_or_scale  # noqa: E402
 from deploy.export import export  # noqa: E402
 from deploy.quantize import export_int8  # noqa: E402
-from deploy.runtime import OnnxBackend, OpenVinoBackend  # noqa: E402
 from deploy.session_timer import median_ms, time_isolated  # noqa: E402
+from detect.evaluate import fixed_shape_map  # noqa: E402
+from detect.infer.runtimes import OnnxBackend, OpenVinoBackend  # noqa: E402
 from detect.machine import machine_info  # noqa: E402
 from detect.paths import shared_dir  # noqa: E402
-from detect.val import fixed_shape_map  # noqa: E402
 
 ROWS = [("ONNX Runtime FP32", "model.onnx", "ort"), ("ONNX Runtime INT8", "model_int8.onnx", "ort"),
         ("OpenVINO FP32", "model.onnx", "openvino"), ("OpenVINO BF16", "model.onnx", "openvino-half"),

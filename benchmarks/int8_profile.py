@@ -22,8 +22,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
-from deploy.export import read_metadata  # noqa: E402
-from deploy.runtime import openvino_config  # noqa: E402
+from detect.infer.metadata import read_metadata  # noqa: E402
+from detect.infer.runtimes import openvino_config  # noqa: E402
 
 WARMUP = 10
 

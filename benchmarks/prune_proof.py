@@ -55,13 +55,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 from detect.data.config import load_data_config  # noqa: E402
+from detect.evaluate import DEFAULT_BATCH  # noqa: E402
 from detect.hyp import load_hyp  # noqa: E402
 from detect.machine import machine_info  # noqa: E402
 from detect.model import count_gflops  # noqa: E402
 from detect.paths import shared_dir  # noqa: E402
 from detect.train import TrainConfig, fit  # noqa: E402
 from detect.train.builders import build_train_model  # noqa: E402
-from detect.val import DEFAULT_BATCH  # noqa: E402
 from detect.weights import atomic_save, load_model, make_checkpoint  # noqa: E402
 from prune.config import PruneConfig  # noqa: E402
 from prune.importance import estimator  # noqa: E402

@@ -36,6 +36,7 @@ from detect.backend import TorchBackend, load_backend  # noqa: E402
 from detect.data.config import load_data_config  # noqa: E402
 from detect.data.dataset import load_image  # noqa: E402
 from detect.data.labels import scan_split  # noqa: E402
+from detect.evaluate import DEFAULT_BATCH, run_eval  # noqa: E402
 from detect.geometry import rect_shape  # noqa: E402
 from detect.hyp import load_hyp, train_options  # noqa: E402
 from detect.infer.predictor import InferenceConfig, Member, Predictor  # noqa: E402
@@ -46,7 +47,6 @@ from detect.paths import shared_dir  # noqa: E402
 from detect.report import write_report  # noqa: E402
 from detect.submission import write_submission  # noqa: E402
 from detect.train import TrainConfig, fit  # noqa: E402
-from detect.val import DEFAULT_BATCH, run_eval  # noqa: E402
 from prune.config import PruneConfig  # noqa: E402
 from prune.pipeline import Stopped  # noqa: E402
 from prune.pipeline import run as run_prune  # noqa: E402

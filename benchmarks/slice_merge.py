@@ -32,6 +32,7 @@ from detect.data.config import load_data_config  # noqa: E402
 from detect.data.dataset import load_image  # noqa: E402
 from detect.data.labels import scan_split  # noqa: E402
 from detect.data.synthetic import generate  # noqa: E402
+from detect.evaluate import TimedBackend, coco_results, predictor_detections  # noqa: E402
 from detect.infer.merge import greedy_nmm, greedy_nmm_loop  # noqa: E402
 from detect.infer.predictor import InferenceConfig, Member, Predictor, whole_image_detections  # noqa: E402
 from detect.infer.slicing import sliced_detections  # noqa: E402
@@ -39,7 +40,6 @@ from detect.machine import machine_info  # noqa: E402
 from detect.metrics import coco_ground_truth, evaluate  # noqa: E402
 from detect.outputs import write_json  # noqa: E402
 from detect.paths import shared_dir  # noqa: E402
-from detect.val import TimedBackend, coco_results, predictor_detections  # noqa: E402
 
 VAL = InferenceConfig(conf=0.001, iou=0.6, max_det=300, multi_label=True, interpolation="area")
 MIN_PEOPLE = 50

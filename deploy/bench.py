@@ -34,16 +34,25 @@ import cv2
 import numpy as np
 import torch
 
-from deploy.export import read_metadata
+from deploy import export
+from deploy.quantize import export_int8
 from deploy.session_timer import end_to_end_call, median_ms, time_isolated_pipeline
 from detect import cli
 from detect.backend import TorchBackend
 from detect.boxes import prepare_image
+from detect.data.config import load_data_config
 from detect.data.dataset import to_tensor
+from detect.data.labels import scan_split
+from detect.data.synthetic import make_image
 from detect.errors import UsageError
+from detect.evaluate import fixed_shape_map
+from detect.infer.metadata import read_metadata
+from detect.infer.runtimes import OnnxBackend, OpenVinoBackend, openvino_half_precision
+from detect.infer.tensorrt import TrtBackend
 from detect.machine import machine_info
+from detect.model import build_model, default_arch, parse_model_name
 from detect.outputs import ensure_writable
-from detect.val import fixed_shape_map
+from detect.weights import atomic_save, make_checkpoint
 
 
 def _stats(times: list[float], batch: int) -> dict:
@@ -73,7 +82,6 @@ def _time(fn, warmup: int, iters: int, cuda: bool) -> list[float]:
 
 def _test_image(tmp: Path) -> Path:
     """A 1080x1920 JPEG (the contest's typical test image) to decode in the end-to-end timing."""
-    from detect.data.synthetic import make_image
 
     img, _, _ = make_image(1, seed=0)
     if img.shape[:2] != (1080, 1920):
@@ -122,8 +130,6 @@ def weights_or_scale(name: str, tmp: Path) -> Path:
     """A .pt as given, or for a scale name a random-initialised checkpoint of that architecture."""
     if Path(name).suffix or Path(name).exists():
         return Path(name)
-    from detect.model import build_model, default_arch, parse_model_name
-    from detect.weights import atomic_save, make_checkpoint
 
     try:
         scale = parse_model_name(name)
@@ -156,8 +162,6 @@ def _exported(weights: Path, shape, batch: int, tmp: Path, calib_data: str | Non
     """model.onnx, model_fp16.onnx and, with calibration data, model_int8.onnx of ``weights`` at ``shape``
     (INT8 with ``deploy.export --int8``'s defaults: the row's mAP is the exported model's; with 64 images
     instead, OpenVINO INT8 lost 0.010 on coco128 where the default loses none, docs/BENCHMARKS.md)."""
-    from deploy import export
-    from deploy.quantize import export_int8
 
     out = tmp / f"{weights.stem}_{shape[0]}x{shape[1]}"
     fp32, fp16, _, _, meta = export.export(weights, out, tuple(shape), batch)
@@ -173,7 +177,6 @@ def _backends(weights: Path, shape, batch: int, onnx_files: list[Path], engines:
     """(label, make, on_cuda, alone) for every backend available here: ``make()`` builds the backend;
     ``alone``: (file, deploy.session_timer runtime) for the rows timed in a process of their own (CPU ONNX Runtime
     and OpenVINO; this process builds those only to score them, after every timing child ran), else None."""
-    from deploy.runtime import OnnxBackend, OpenVinoBackend, openvino_half_precision
 
     cpu = torch.device("cpu")
     yield "PyTorch FP32 CPU", partial(TorchBackend, weights, cpu), False, None
@@ -192,7 +195,6 @@ def _backends(weights: Path, shape, batch: int, onnx_files: list[Path], engines:
                 half = openvino_half_precision()
                 yield f"OpenVINO {half.upper()} CPU", partial(OpenVinoBackend, f, cpu, half=True), False, (f, "openvino-half")
     for e in engines:
-        from deploy.engine import TrtBackend
 
         precision = _engine_meta(e).get("precision", "fp16")
         yield f"TensorRT {precision.upper()}", partial(TrtBackend, e, torch.device("cuda")), True, None
@@ -205,8 +207,6 @@ def _for_shape(files: list[Path], shape, read) -> list[Path]:
 
 def val_samples(data: str):
     """``data``'s val split (samples, class names), read once for every row's mAP."""
-    from detect.data.config import load_data_config
-    from detect.data.labels import scan_split
 
     cfg = load_data_config(data)
     return scan_split(cfg, "val", progress=False)[0], cfg.names

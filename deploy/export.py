@@ -12,7 +12,6 @@ on real images and are compared with PyTorch (FP32 within 1e-4 relative, FP16 wi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -23,15 +22,19 @@ import numpy as np
 import onnx
 import torch
 
+from deploy.nms_graph import add_efficient_nms, add_onnx_nms
+from deploy.quantize import export_int8, head_and_decode, letterboxed
+from deploy.triton import write_repository
 from detect import cli
 from detect.boxes import PAD_VALUE, prepare_image
 from detect.data.dataset import to_tensor
-from detect.errors import UsageError, WeightsError
+from detect.data.synthetic import make_image
+from detect.errors import UsageError
+from detect.infer.metadata import META_VERSION, write_metadata
 from detect.outputs import ensure_writable, umask, write_json
 from detect.paths import shared_dir
 from detect.weights import load_model
 
-META_VERSION = "1"
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
 
 
@@ -75,8 +78,6 @@ def to_fp16(src: Path, dst: Path, keep_decode_fp32: bool = True) -> None:
     TensorRT 10->11 migration (ModelOpt AutoCast) keeps nodes beyond FP16's comfortable range."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    from deploy.quantize import head_and_decode
-
     model = onnx.load(str(src))
     blocked = head_and_decode(model)[1] if keep_decode_fp32 else []
     with warnings.catch_warnings():
@@ -87,46 +88,11 @@ def to_fp16(src: Path, dst: Path, keep_decode_fp32: bool = True) -> None:
     onnx.checker.check_model(onnx.load(str(dst)))
 
 
-def write_metadata(path: Path, meta: dict) -> None:
-    model = onnx.load(str(path))
-    del model.metadata_props[:]
-    for k, v in meta.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = k, v if k == "exporter" else json.dumps(v)  # the tag stays readable as is
-    onnx.save(model, str(path))
-
-
-def read_metadata(path: Path) -> dict:
-    """Our export metadata (names, stride, input shape...); WeightsError for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: {'a folder' if path.is_dir() else 'no such file'}, not an ONNX model")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and friends: not an ONNX file
-        raise WeightsError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
-    raw = {p.key: p.value for p in model.metadata_props}
-    if raw.get("exporter") != "deploy.export":
-        raise WeightsError(
-            f"{path}: not exported by deploy.export (no metadata with names, stride and input shape); "
-            "export it with python -m deploy.export"
-        )
-    try:
-        meta = {k: (v if k == "exporter" else json.loads(v)) for k, v in raw.items()}
-        if not isinstance(meta["names"], list) or len(meta["input_shape"]) != 4:
-            raise ValueError("names / input_shape")
-    except (ValueError, KeyError, TypeError) as e:
-        raise WeightsError(f"{path}: its deploy.export metadata is damaged ({e}); re-export it") from None
-    return meta
-
-
 def check_images(paths: list[Path], shape: tuple[int, int], stride: int, n: int = 2) -> torch.Tensor:
     """Real photos letterboxed to the export shape (as calibration images are); a synthetic scene if none are given."""
-    from deploy.quantize import letterboxed
 
     if paths:
         return torch.from_numpy(np.concatenate(list(letterboxed(paths[:n], shape, stride))))
-    from detect.data.synthetic import make_image
 
     img, _, _ = make_image(0, seed=0)
     return to_tensor(prepare_image(img, max(shape), stride, shape=shape)[0])[None].float() / 255
@@ -204,7 +170,6 @@ def check_args(args) -> None:
 
 def int8_step(fp32: Path, args, meta: dict) -> dict:
     """Quantise, then say what it cost: the output error on held-out images and, with a val split, mAP."""
-    from deploy.quantize import export_int8
 
     r = export_int8(fp32, args.calib_data, meta, args.calib_images, args.calib_method, args.int8_exclude)
     q = r["cpu"]
@@ -287,7 +252,6 @@ def main(argv=None) -> int:
         if not report[precision]["ok"]:
             failed.append(precision)
     if args.nms:
-        from deploy.nms_graph import add_efficient_nms, add_onnx_nms
 
         nc = len(ckpt["names"])
         for name in ("model_nms.onnx", "model_trt_nms.onnx"):  # each with its FP16 twin (deploy.trt on TensorRT 11)
@@ -303,7 +267,6 @@ def main(argv=None) -> int:
     if args.int8:
         report["int8"] = int8_step(fp32, args, meta)
     if args.triton:
-        from deploy.triton import write_repository
 
         print(f"Triton repository: {write_repository(args.triton, fp32, meta)}")
     write_json(report, args.out / "export.json")

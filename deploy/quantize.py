@@ -28,10 +28,16 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import torch
 
 from detect.boxes import prepare_image
+from detect.data.config import load_data_config
 from detect.data.dataset import load_image, to_tensor
+from detect.data.labels import scan_split
 from detect.errors import UsageError
+from detect.evaluate import fixed_shape_map
+from detect.infer.metadata import write_metadata
+from detect.infer.runtimes import OnnxBackend
 
 METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_EXCLUDE = ("decode", "head", "stem")
@@ -213,7 +219,6 @@ def quantize(fp32: Path, out: Path, calib: list[Path], meta: dict, method: str =
     info = {"method": method, "images": len(calib), "excluded": exclude, "excluded_nodes": len(nodes),
             "per_channel": True, "activations": "int8 symmetric" if symmetric else "uint8", "weights": "int8",
             "reduce_range": reduce_range, "calibration_table": cache.name}
-    from deploy.export import write_metadata  # the quantiser adds its own entries: ours replace them
 
     write_metadata(out, {**meta, "precision": "int8", "quantization": info})
     return info
@@ -245,7 +250,6 @@ def export_int8(fp32: Path, data: str | Path, meta: dict, n_images: int = 256, m
     """model_int8.onnx (UINT8 activations, for CPUs) and model_int8_trt.onnx (symmetric INT8, for
     TensorRT) beside ``fp32``, calibrated on ``data``'s training images; their metadata, the
     INT8-vs-FP32 output error on held-out images and, when ``data`` has a val split, both mAPs."""
-    from detect.data.config import load_data_config
 
     cfg = load_data_config(data)
     split = "train" if "train" in cfg.splits else "val"
@@ -264,11 +268,6 @@ def export_int8(fp32: Path, data: str | Path, meta: dict, n_images: int = 256, m
 
 def int8_map(fp32: Path, int8: Path, cfg) -> dict:
     """mAP50-95 of the FP32 and INT8 graphs on the val split, at the export shape, in ONNX Runtime."""
-    import torch
-
-    from deploy.runtime import OnnxBackend
-    from detect.data.labels import scan_split
-    from detect.val import fixed_shape_map
 
     samples, _ = scan_split(cfg, "val", progress=False)
     backends = {name: OnnxBackend(path, torch.device("cpu")) for name, path in (("fp32", fp32), ("int8", int8))}

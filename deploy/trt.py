@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deploy.export import fp16_twin, read_metadata
+from deploy.export import fp16_twin
 from detect import cli
 from detect.errors import UsageError
+from detect.infer.metadata import read_metadata
 
 
 def missing_requirements() -> list[str]:

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import torch
 
+from detect.errors import UsageError
+from detect.infer.runtimes import load_deployed
+from detect.infer.threads import unwrap
 from detect.weights import WeightsError, load_model
 
 
@@ -43,64 +46,20 @@ def check_input_size(backend, img: int, weights) -> None:
     """A graph exported at a fixed shape runs at that shape only: another --img is an error naming both."""
     shape = getattr(backend, "fixed_shape", None)
     if shape is not None and img != max(shape):
-        from detect.errors import UsageError
-
         raise UsageError(
             f"{weights} was exported for a fixed {shape[0]}x{shape[1]} input (--img {max(shape)}), but --img {img} "
             f"was given: use --img {max(shape)}, or re-export with python -m deploy.export --img H W"
         )
 
 
-BACKENDS = ("auto", "onnxruntime", "openvino")  # auto: PyTorch for .pt, ONNX Runtime for .onnx, TensorRT for .engine
-
-
 def load_backend(weights: str | Path, device: torch.device, half: bool = False, backend: str = "auto"):
     """The runtime for ``weights``; ``backend`` picks among those that run its format."""
     suffix = Path(weights).suffix.lower()
     if suffix in (".onnx", ".engine"):
-        from deploy.runtime import load_deployed  # ONNX Runtime / OpenVINO / TensorRT live behind deploy/
-
         return load_deployed(weights, device, half, backend)
     if backend != "auto":
         raise WeightsError(f"{weights}: --backend {backend} runs .onnx files; export with python -m deploy.export")
     return TorchBackend(weights, device, half)
-
-
-CPU_RUNTIMES = ("onnxruntime", "openvino")  # run the model on thread pools of their own
-_cpu_threads: int | None = None  # torch's threads before settle_cpu_threads lowered them
-
-
-def unwrap(backend):
-    """The runtime inside timing and TTA wrappers (each keeps the one it wraps as ``.backend``)."""
-    while hasattr(backend, "backend"):
-        backend = backend.backend
-    return backend
-
-
-def cpu_threads() -> int:
-    """Threads for a CPU runtime's own pool: torch's count as it was before ``settle_cpu_threads``."""
-    return _cpu_threads or torch.get_num_threads()
-
-
-def _cpu_runtime(backend) -> bool:
-    runtime = unwrap(backend)
-    device = getattr(runtime, "device", None)
-    return getattr(runtime, "name", "pytorch") in CPU_RUNTIMES and device is not None and device.type == "cpu"
-
-
-def settle_cpu_threads(backends) -> bool:
-    """Leave torch one thread when every backend runs its model in a CPU runtime (ONNX Runtime, OpenVINO).
-
-    torch is then left with the pre- and post-processing, and its OpenMP workers, spinning after each small
-    op, took the cores the runtime's threads needed: yolov5n in ONNX Runtime at 384x640, 52 ms end to end
-    with 16 ms in the model; with torch on one thread, 30 ms, the model's time unchanged (docs/BENCHMARKS.md,
-    INT8 round 5). A PyTorch member keeps every thread. Returns whether it settled."""
-    global _cpu_threads
-    if not backends or not all(map(_cpu_runtime, backends)):
-        return False
-    _cpu_threads = cpu_threads()
-    torch.set_num_threads(1)
-    return True
 
 
 def runtime_info(backend) -> dict:

@@ -14,7 +14,9 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
+from detect.cli import UsageError
 from detect.geometry import DEFAULT_ANCHORS, STRIDES
 
 # Published YOLOv5 multiples: (depth_multiple, width_multiple).
@@ -316,7 +318,6 @@ def count_params(model: nn.Module) -> int:
 
 def count_gflops(model: nn.Module, shape: tuple[int, int] = (640, 640)) -> float:
     """Forward GFLOPs (2 x multiply-adds) at ``shape`` via ``torch.utils.flop_counter``."""
-    from torch.utils.flop_counter import FlopCounterMode
 
     was_training = model.training
     model.eval()
@@ -371,7 +372,6 @@ def main(argv=None) -> int:
     p.add_argument("--nc", type=int, default=80, help="number of classes")
     p.add_argument("--img", type=int, nargs=2, default=[640, 640], metavar=("H", "W"))
     args = p.parse_args(argv)
-    from detect.cli import UsageError
 
     try:
         name = parse_model_name(args.model)

@@ -24,12 +24,14 @@ import torch
 from tqdm import tqdm
 
 from detect import cli
+from detect.backend import check_input_size
 from detect.boxes import Letterbox
 from detect.data.config import IMAGE_SUFFIXES, DataError, load_data_config, walk_images
 from detect.data.dataset import load_image
 from detect.data.images import safe_name
 from detect.infer.options import add_inference_args, check_inference_args, describe, inference_config
 from detect.infer.predictor import InferenceConfig, Predictor, whole_image_detections
+from detect.infer.threads import settle_cpu_threads
 from detect.outputs import atomic_write_bytes, atomic_write_text, ensure_writable
 from detect.submission import check_submission_path, write_submission
 
@@ -182,8 +184,6 @@ def main(argv=None) -> int:
         if out is not None:
             ensure_writable(out.parent)
     device = cli.select_device(args.device)
-    from detect.backend import check_input_size, settle_cpu_threads
-
     predictor = Predictor.from_weights(args.weights, args.img, device, inference_config(args), args.half,
                                        args.fuse_weights, args.backend, data_names(args))
     settle_cpu_threads([m.backend for m in predictor.members])  # ONNX Runtime / OpenVINO alone: the cores are theirs

@@ -20,8 +20,8 @@ import torch
 from detect.data.labels import Sample, scan_split
 from detect.data.train_dataset import TrainDataset
 from detect.errors import UsageError
+from detect.groups import prunable_groups
 from detect.loss import YOLOLoss
-from prune.groups import prunable_groups
 
 # what the estimate sees: the training images as training frames them (a random window under sliced
 # training), without the mixing augmentations that make scenes no deployed model sees

@@ -17,6 +17,8 @@ import copy
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from torch import nn
+
 from detect.model import count_gflops
 from detect.weights import atomic_save, load_model, make_checkpoint
 from prune.surgery import group_widths, plan, ratio_for_gflops, remove
@@ -98,7 +100,6 @@ def reload(path: Path):
 
 def layer_table(model, pruned) -> list[dict]:
     """Output channels of every Conv block before and after (the rebuilt model keeps the layer names)."""
-    from torch import nn
 
     rows = []
     for name, m in model.named_modules():

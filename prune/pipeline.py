@@ -14,10 +14,14 @@ from pathlib import Path
 
 import torch
 
+from deploy.export import export
+from deploy.session_timer import time_isolated
 from detect import cli
 from detect.data.config import load_data_config
+from detect.data.dataset import EvalDataset
 from detect.data.labels import scan_split
 from detect.errors import UsageError
+from detect.evaluate import DEFAULT_BATCH
 from detect.hyp import load_hyp
 from detect.model import count_gflops, count_params
 from detect.optim import bn_gamma_summary
@@ -25,7 +29,6 @@ from detect.outputs import atomic_write_bytes, ensure_writable, write_json
 from detect.train import FitResult, TrainConfig, fit
 from detect.train.config import parse_overrides
 from detect.train.engine import evaluate as evaluate_model
-from detect.val import DEFAULT_BATCH
 from detect.weights import build_from_checkpoint, load_checkpoint
 from prune import sensitivity
 from prune.config import PruneConfig
@@ -88,8 +91,6 @@ def onnx_latency_rounds(ckpts: dict[str, Path], out: Path, shape: tuple[int, int
     15.7 and 23.5 ms in two proof runs); timed interleaved in one process, a model's ratio to the baseline
     moved with the order the sessions were created (0.64 or 1.00 for the same file, slimming round 7).
     """
-    from deploy.export import export
-    from deploy.session_timer import time_isolated
 
     files = {name: export(path, out / f"onnx_{name}", shape)[0] for name, path in ckpts.items()}
     timed = {}
@@ -111,7 +112,6 @@ def calibration_batch(cfg, img: int, n: int) -> torch.Tensor | None:
     """``n`` training images spread over the split, letterboxed square to ``img``, in [0, 1]."""
     if n <= 0:
         return None
-    from detect.data.dataset import EvalDataset
 
     samples, _ = scan_split(cfg, "train" if "train" in cfg.splits else "val", progress=False)
     picked = spread(samples, n)

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from detect.errors import UsageError
-from detect.model import Conv, YOLOv5, channel_spec
-from prune.groups import dependency_graph, prunable_groups
+from detect.groups import dependency_graph, prunable_groups
+from detect.model import Conv, YOLOv5, channel_spec, count_gflops
 from prune.reconstruct import batchnorm_of, match_batch_statistics, reconstruct
 from prune.select import LayerPlan, global_threshold, plan_layer, uniform_plan
 
@@ -226,7 +226,6 @@ def ratio_for_gflops(model: YOLOv5, strategy: str, target: float, shape: tuple[i
     ratio found within ``tol`` above the target, or with ``at_most`` (a budget that must not be exceeded)
     the closest found under it (``hi``: the bisection's last point at or below the target).
     """
-    from detect.model import count_gflops
 
     base = base or count_gflops(model, shape)
     lo, hi, above = 0.0, 0.95, None  # above: (GFLOPs ratio, channel ratio) just over the target

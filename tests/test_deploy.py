@@ -9,8 +9,8 @@ import onnx
 import pytest
 import torch
 
-from deploy.export import read_metadata
 from detect.errors import WeightsError
+from detect.infer.metadata import read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -151,8 +151,8 @@ def test_engine_build_and_run(exported, tmp_path):
     missing = missing_requirements()
     if missing:
         pytest.skip(f"TensorRT engine test needs {' and '.join(missing)}")
-    from deploy.engine import TrtBackend
     from deploy.trt import build
+    from detect.infer.tensorrt import TrtBackend
 
     engine = tmp_path / "model.engine"
     build(exported / "model.onnx", engine)
@@ -208,11 +208,11 @@ def test_bench_json_schema(tmp_path, yolov5n_pt, coco128):
 @pytest.mark.slow
 def test_onnx_runtime_map_matches_pytorch_on_coco128(tmp_path, yolov5n_pt, coco128):
     from deploy import export
-    from deploy.runtime import OnnxBackend
     from detect.backend import TorchBackend
     from detect.data.config import load_data_config
     from detect.data.labels import scan_split
-    from detect.val import run_eval
+    from detect.evaluate import run_eval
+    from detect.infer.runtimes import OnnxBackend
 
     export.main(["--weights", str(yolov5n_pt), "--img", "640", "640", "--dynamic-batch", "16", "--out", str(tmp_path)])
     cfg = load_data_config(coco128)
@@ -306,9 +306,10 @@ def test_a_cpu_runtime_alone_gets_the_cores(exported, yolov5n_pt):
     code = f"""
 import torch
 torch.set_num_threads(2)
-from deploy.runtime import OnnxBackend, OpenVinoBackend
-from detect.backend import TorchBackend, settle_cpu_threads
-from detect.val import TimedBackend
+from detect.infer.runtimes import OnnxBackend, OpenVinoBackend
+from detect.backend import TorchBackend
+from detect.infer.threads import settle_cpu_threads
+from detect.evaluate import TimedBackend
 cpu = torch.device("cpu")
 ort = TimedBackend(OnnxBackend({onnx_file!r}, cpu))
 assert not settle_cpu_threads([ort, TorchBackend({str(yolov5n_pt)!r}, cpu)]) and torch.get_num_threads() == 2

@@ -84,7 +84,7 @@ def test_calibration_is_deterministic(int8_model, tmp_path):
 
 
 def test_openvino_matches_onnx_runtime_fp32(int8_model):
-    from deploy.runtime import OnnxBackend, OpenVinoBackend
+    from detect.infer.runtimes import OnnxBackend, OpenVinoBackend
 
     fp32, int8, meta, _, _ = int8_model
     x = torch.from_numpy(_bus(meta))
@@ -128,7 +128,7 @@ def test_trt_int8_refuses_without_cuda(int8_model):
 
 
 def test_engine_chunks_like_onnx_runtime():
-    from deploy.engine import chunks
+    from detect.infer.tensorrt import chunks
 
     assert chunks(16, 1, 1, fixed=True) == [(i, i + 1, 1) for i in range(16)]  # batch-1 engine, val --batch 16
     assert chunks(10, 4, 4, fixed=True) == [(0, 4, 4), (4, 8, 4), (8, 10, 4)]  # the last chunk padded
@@ -180,7 +180,7 @@ def test_export_int8_cli_end_to_end(tiny_synthetic, tmp_path):
     assert "model_int8.onnx, model_int8_trt.onnx: minmax calibration on 2 train images" in r.stdout  # 10 train - 8 held out
     report = json.loads((out / "export.json").read_text())["int8"]
     assert report["error"]["images"] == 8 and set(report["map"]) == {"fp32", "int8"}
-    from deploy.export import read_metadata
+    from detect.infer.metadata import read_metadata
 
     for name, acts in (("model_int8.onnx", "uint8"), ("model_int8_trt.onnx", "int8 symmetric")):
         meta = read_metadata(out / name)

@@ -20,7 +20,7 @@ def coco128_detections(yolov5n_pt, coco128):
     from detect.backend import TorchBackend
     from detect.data.config import load_data_config
     from detect.data.labels import scan_split
-    from detect.val import run_eval
+    from detect.evaluate import run_eval
 
     cfg = load_data_config(coco128)
     samples, _ = scan_split(cfg, "val", progress=False)

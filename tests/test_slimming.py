@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from detect.errors import UsageError
+from detect.groups import prunable_groups, separation
 from detect.hyp import load_hyp
 from detect.model import build_model, count_gflops, default_arch
+from detect.train.group_lasso import GroupSparsity
 from detect.train.hooks import ChannelSparsity, sparsity_hook
 from detect.weights import atomic_save, load_model, make_checkpoint
 from prune.config import PruneConfig
-from prune.groups import prunable_groups, separation
-from prune.regularize import GroupSparsity
 from prune.select import step_share
 from prune.surgery import plan, ratio_for_gflops, remove
 

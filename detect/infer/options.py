@@ -8,8 +8,8 @@ import re
 from dataclasses import replace
 
 from detect import cli
-from detect.backend import BACKENDS
 from detect.infer.predictor import FUSE_CONF_TYPES, InferenceConfig
+from detect.infer.runtimes import BACKENDS
 
 
 def slice_size(text: str) -> tuple[int, int]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from detect.backend import load_backend
 from detect.boxes import non_max_suppression, prepare_image
 from detect.data.dataset import to_tensor
 from detect.infer.classmap import for_data
@@ -80,8 +81,6 @@ class Predictor:
         """Members for every weights file at every image size; ``model_weights`` (one per file) weight WBF;
         ``backend`` picks the runtime of .onnx files (``detect.backend.load_backend``); ``data`` (names, where,
         by name) makes each model predict those classes (``detect.infer.classmap.for_data``)."""
-        from detect.backend import load_backend
-
         model_weights = model_weights or [1.0] * len(weights)
         members = []
         for w, mw in zip(weights, model_weights):

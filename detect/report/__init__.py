@@ -18,6 +18,7 @@ import numpy as np
 from detect.data.dataset import load_image
 from detect.data.images import safe_name
 from detect.data.labels import Sample
+from detect.data.meta import read_meta
 from detect.htmldoc import embed_image, page, table
 from detect.metrics import as_arrays
 from detect.metrics.matching import match
@@ -77,7 +78,6 @@ def top_confusions(cm: np.ndarray, names: list[str], k: int = 10) -> list[dict]:
 def by_attribute(samples, gt, detections, meta, root, max_det) -> dict:
     if meta is None:
         return {}
-    from detect.data.meta import read_meta
 
     table_ = read_meta(meta, [s.path for s in samples], root or Path("."))
     out = {}

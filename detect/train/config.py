@@ -18,6 +18,7 @@ import yaml
 from detect.errors import UsageError
 from detect.hyp import DEFAULT as DEFAULT_HYP
 from detect.hyp import TRAIN_SECTION, load_hyp, overlay_saved, train_options
+from detect.weights import load_checkpoint
 
 AMP_CHOICES = ("fp16", "bf16", "off")
 
@@ -61,7 +62,6 @@ class TrainConfig:
     @classmethod
     def resumed(cls, last: Path, device: str | None = None, workers: int | None = None) -> TrainConfig:
         """The configuration saved in ``last`` (a run's weights/last.pt); device and workers may change."""
-        from detect.weights import load_checkpoint
 
         state = load_checkpoint(last).get("train")
         if not state:

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from detect.evaluate import run_eval
 from detect.optim import apply_warmup
 from detect.train.distributed import any_rank
-from detect.val import run_eval
 
 
 @dataclass
@@ -83,7 +83,7 @@ def _fault_injected(rank: int, step: int) -> bool:
 @torch.inference_mode()
 def evaluate(model, samples, names, img: int, batch: int, workers: int, device, max_det: int = 300,
              progress: bool = False) -> dict:
-    """COCO metrics of ``model`` (eval mode, no autograd) on ``samples``; see ``detect.val.run_eval``."""
+    """COCO metrics of ``model`` (eval mode, no autograd) on ``samples``; see ``detect.evaluate.run_eval``."""
     model.eval()
     metrics, _ = run_eval(lambda t: model(t.to(device).float()), samples, names, img, batch_size=batch,
                           workers=workers, progress=progress, max_det=max_det)

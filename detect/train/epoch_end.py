@@ -6,10 +6,11 @@ logging and saving on rank 0.
 
 from __future__ import annotations
 
+from detect.evaluate import DEFAULT_BATCH
+from detect.groups import prunable_groups, separation
 from detect.optim import bn_gamma_summary
 from detect.train.engine import EpochResult, evaluate
 from detect.train.precise_bn import precise_copy
-from detect.val import DEFAULT_BATCH
 
 NAN = float("nan")
 
@@ -69,8 +70,6 @@ def _separation(model, hyp: dict) -> dict:
     """Group-score separation at the target ratio: whether sparsity training has made a prune cheap."""
     if hyp["sparsity"] <= 0:
         return {"group_below_0.01": NAN, "removed_over_kept": NAN}
-    from prune.groups import prunable_groups, separation  # pruning's view of the model, only when it is asked for
-
     return separation(prunable_groups(model), hyp["sparsity_target"])
 
 

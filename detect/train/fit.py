@@ -44,7 +44,7 @@ from detect.train.hooks import default_hooks
 from detect.train.state import Checkpointer, TrainState
 from detect.train.step import TrainStep
 from detect.train.swa import SWA
-from detect.weights import load_checkpoint
+from detect.weights import load_checkpoint, load_model
 
 
 @dataclass
@@ -229,7 +229,6 @@ def _wrap_distributed(model: YOLOv5, config: TrainConfig, world: int, device) ->
 def _load_teacher(config: TrainConfig, model: YOLOv5, device):
     if not config.teacher:
         return None
-    from detect.weights import load_model
 
     teacher, _ = load_model(config.teacher, device, fuse=False)
     if teacher.detect.m[0].out_channels != model.detect.m[0].out_channels:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from detect.optim import bn_sparsity_grad, centralize_gradients
+from detect.train.group_lasso import GroupSparsity
 
 
 class ChannelSparsity:
@@ -45,8 +46,6 @@ def sparsity_hook(hyp: dict):
     if hyp["sparsity"] <= 0:
         return None
     if hyp["sparsity_mode"] == "group":
-        from prune.regularize import GroupSparsity
-
         return GroupSparsity(hyp["sparsity"], hyp["sparsity_schedule"])
     return ChannelSparsity(hyp["sparsity"], hyp["sparsity_schedule"])
 

@@ -13,9 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deploy.export import read_metadata
-from detect.backend import BACKENDS, cpu_threads
 from detect.errors import WeightsError
+from detect.infer.metadata import read_metadata
+from detect.infer.tensorrt import TrtBackend
+from detect.infer.threads import cpu_threads
+
+BACKENDS = ("auto", "onnxruntime", "openvino")  # auto: PyTorch for .pt, ONNX Runtime for .onnx, TensorRT for .engine
 
 
 class DeployedBackend:
@@ -118,7 +121,7 @@ class OpenVinoBackend(DeployedBackend):
 def openvino_config(core, half: bool = False) -> dict:
     """The CPU plugin settings deployment runs with (val, predict, bench and benchmarks/int8_profile.py alike):
     FP32 asked for explicitly, ``half`` bf16 (f16 where the CPU lacks bf16), latency hint, the process's CPU
-    threads (``detect.backend.cpu_threads``: torch's, before a CPU runtime took them over)."""
+    threads (``detect.infer.threads.cpu_threads``: torch's, before a CPU runtime took them over)."""
     precision = openvino_half_precision(core) if half else "f32"
     return {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": cpu_threads()}
@@ -145,6 +148,5 @@ def load_deployed(path: str | Path, device: torch.device, half: bool = False, ba
         return OnnxBackend(path, device)
     if backend not in ("auto",):
         raise WeightsError(f"{path}: --backend {backend} runs .onnx files; a .engine runs in TensorRT")
-    from deploy.engine import TrtBackend
 
     return TrtBackend(path, device, half)

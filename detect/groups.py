@@ -37,7 +37,7 @@ class PrunableGroup:
 def dependency_graph(model: nn.Module, example: torch.Tensor):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import torch_pruning as tp
+        import torch_pruning as tp  # heavy, and needed only when a model is pruned or group-regularised
 
     # The Detect output convolutions stay in the graph (their inputs must follow the pruning)
     # and are only excluded as roots.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prune.groups import PrunableGroup, prunable_groups
+from detect.groups import PrunableGroup, prunable_groups
 
 
 class GroupSparsity:

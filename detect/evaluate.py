@@ -1,0 +1,169 @@
+"""Evaluation as a library: detections over a split in rectangular batches, COCO mAP, timing.
+
+``detect.val`` is its command line; training's validation (``detect.train.engine``), pruning's scores,
+the INT8 export's check and the benches call these functions directly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+from tqdm import tqdm
+
+from detect.boxes import non_max_suppression
+from detect.data.dataset import EvalDataset, load_image
+from detect.data.labels import Sample
+from detect.infer.merge import fuse
+from detect.infer.predictor import Predictor
+from detect.metrics import coco_ground_truth, evaluate
+
+
+class TimedBackend:
+    """A backend that adds the seconds spent inside it (CUDA synchronised) to ``seconds``."""
+
+    def __init__(self, backend):
+        self.backend, self.seconds = backend, 0.0
+        self.names, self.stride, self.fixed_shape = backend.names, backend.stride, backend.fixed_shape
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        t0 = time.perf_counter()
+        y = self.backend(x)
+        if y.is_cuda:
+            torch.cuda.synchronize()
+        self.seconds += time.perf_counter() - t0
+        return y
+
+
+# Rectangular batches pad every image to its batch's shape, so the batch size moves mAP (a coco128 fine-tune
+# at 320: 0.2268 at 16 against 0.2416 at 32): the trainer and python -m prune validate at this size, so their
+# logs and ``python -m detect.val`` report the same figure for the same weights.
+DEFAULT_BATCH = 16
+
+
+def batched_detections(
+    infer: Callable[[torch.Tensor], torch.Tensor],
+    samples: list[Sample],
+    img_size: int = 640,
+    batch_size: int = 16,
+    conf: float = 0.001,
+    iou: float = 0.6,
+    max_det: int = 300,
+    stride: int = 32,
+    workers: int = 2,
+    progress: bool = True,
+    fixed_shape: tuple[int, int] | None = None,
+) -> tuple[dict[int, torch.Tensor], dict]:
+    """Run ``infer`` (float batch in [0, 1] -> decoded (b, N, 5 + nc)) over ``samples`` in rectangular
+    batches, multi-label NMS. Returns {sample index: (n, 6) in original pixels} and seconds spent
+    in pre-processing, inference and NMS."""
+    dataset = EvalDataset(samples, img_size, batch_size, stride, rect=fixed_shape is None)
+    if fixed_shape is not None:
+        dataset.shapes[:] = fixed_shape
+    out: dict[int, torch.Tensor] = {}
+    seconds = {"pre": 0.0, "inference": 0.0, "nms": 0.0}
+    bar = tqdm(dataset.loader(workers), desc="val", unit="batch", disable=None if progress else True, leave=False)
+    for images, letterboxes, indices in bar:
+        t0 = time.perf_counter()
+        x = images.float().div_(255)
+        t1 = time.perf_counter()
+        pred = infer(x)
+        if pred.is_cuda:
+            torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        for det, lb, index in zip(non_max_suppression(pred, conf, iou, multi_label=True, max_det=max_det), letterboxes, indices):
+            det = det.cpu()
+            det[:, :4] = lb.to_original(det[:, :4])
+            out[index] = det
+        t3 = time.perf_counter()
+        for k, dt in zip(seconds, (t1 - t0, t2 - t1, t3 - t2)):
+            seconds[k] += dt
+    return out, seconds
+
+
+def coco_results(dets: dict[int, torch.Tensor]) -> list[dict]:
+    """{image id: (n, 6) xyxy} -> COCO results (bbox xywh)."""
+    results = []
+    for index in sorted(dets):
+        for x1, y1, x2, y2, score, cls in dets[index].tolist():
+            results.append({"image_id": index, "category_id": int(cls), "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
+    return results
+
+
+def run_eval(
+    infer: Callable[[torch.Tensor], torch.Tensor],
+    samples: list[Sample],
+    names: list[str],
+    img_size: int = 640,
+    batch_size: int = 16,
+    conf: float = 0.001,
+    iou: float = 0.6,
+    max_det: int = 300,
+    stride: int = 32,
+    coco_max_det: int = 100,
+    workers: int = 2,
+    progress: bool = True,
+    fixed_shape: tuple[int, int] | None = None,
+) -> tuple[dict, list[dict]]:
+    """One plain model over ``samples`` (what training's validation runs). ``max_det`` bounds NMS;
+    ``coco_max_det`` is COCOeval's last maxDets (100: COCO's standard and official val.py's).
+    Returns the metrics dict (``detect.metrics.evaluate`` plus ``speed_ms``) and the COCO
+    detections in original-image pixels."""
+    t_start = time.perf_counter()
+    dets, seconds = batched_detections(infer, samples, img_size, batch_size, conf, iou, max_det, stride, workers,
+                                       progress, fixed_shape)
+    wall = time.perf_counter() - t_start
+    detections = coco_results(dets)
+    result = evaluate(coco_ground_truth(samples, names), detections, names, max_det=coco_max_det)
+    n = max(len(samples), 1)
+    result["speed_ms"] = {k: 1e3 * v / n for k, v in seconds.items()} | {"total": 1e3 * wall / n}
+    result["images"] = len(samples)
+    result["wall_s"] = wall
+    return result, detections
+
+
+def fixed_shape_map(backend, samples: list[Sample], names: list[str], shape: tuple[int, int], batch: int = 8) -> dict:
+    """mAP50-95 and mAP50 of one backend with every image letterboxed to ``shape``, as a deployed,
+    fixed-shape graph runs (the benches and the INT8 export's check)."""
+    m, _ = run_eval(backend, samples, names, max(shape), batch, stride=backend.stride, fixed_shape=tuple(shape),
+                    progress=False, workers=2)
+    return {"map50_95": m["map50_95"], "map50": m["map50"]}
+
+
+def predictor_detections(predictor: Predictor, samples: list[Sample], batch_size: int = 16, workers: int = 2,
+                         progress: bool = True) -> tuple[dict[int, torch.Tensor], dict]:
+    """Each member over the dataset (rectangular batches, or image by image when slicing), then
+    fused per image. Inference seconds are those spent inside the members' ``TimedBackend``s."""
+    c = predictor.config
+    per_member, pre = [], 0.0
+    t_start = time.perf_counter()
+    for m in predictor.members:
+        if c.slice_hw is None:
+            dets, seconds = batched_detections(m.backend, samples, m.img_size, batch_size, c.conf, c.iou, c.max_det,
+                                               m.backend.stride, workers, progress, m.backend.fixed_shape)
+            pre += seconds["pre"]
+        else:
+            dets = {}
+            for i, s in enumerate(tqdm(samples, desc="val (sliced)", unit="img", disable=None if progress else True, leave=False)):
+                t0 = time.perf_counter()
+                img = load_image(s.path)
+                pre += time.perf_counter() - t0
+                dets[i] = predictor.member_detections(m, img)
+        per_member.append(dets)
+    weights = [m.weight for m in predictor.members]
+    fused = {
+        i: fuse([d[i] for d in per_member], (s.height, s.width), c.fuse, weights, c.fuse_iou, c.fuse_skip, c.fuse_conf,
+                c.max_det)
+        for i, s in enumerate(samples)
+    }
+    wall = time.perf_counter() - t_start
+    timed = {id(t): t for t in (_timed(m.backend) for m in predictor.members)}  # members may share a backend
+    inference = sum(t.seconds for t in timed.values())
+    return fused, {"pre": pre, "inference": inference, "nms": max(0.0, wall - pre - inference), "total": wall}
+
+
+def _timed(backend) -> TimedBackend:
+    while not isinstance(backend, TimedBackend):
+        backend = backend.backend  # through AugmentedBackend
+    return backend
