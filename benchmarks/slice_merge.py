@@ -20,6 +20,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,8 +62,7 @@ def time_merge(backend, samples, img: int, slice_hw=(640, 640), repeats: int = 3
         image = load_image(s.path)
         t0 = time.perf_counter()
         union = torch.cat((whole_image_detections(backend, image, img, VAL)[0],
-                           sliced_detections(backend, image, img, slice_hw, 0.2, VAL.conf, VAL.iou, VAL.max_det,
-                                             multi_label=True, interpolation=VAL.interpolation)))
+                           sliced_detections(backend, image, img, replace(VAL, slice_hw=slice_hw))))
         inference = time.perf_counter() - t0
         timed = {}
         for name, fn in (("tensor", greedy_nmm), ("loop", greedy_nmm_loop)):
@@ -99,8 +99,6 @@ def accuracy(weights: Path, samples, names, img: int, configs: dict[str, Inferen
 
 
 def configs(slice_hw) -> dict[str, InferenceConfig]:
-    from dataclasses import replace
-
     return {"plain": VAL, "augment": replace(VAL, augment=True), f"slice {slice_hw[1]}x{slice_hw[0]}":
             replace(VAL, slice_hw=slice_hw)}
 

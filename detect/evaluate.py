@@ -153,8 +153,7 @@ def predictor_detections(predictor: Predictor, samples: list[Sample], batch_size
         per_member.append(dets)
     weights = [m.weight for m in predictor.members]
     fused = {
-        i: fuse([d[i] for d in per_member], (s.height, s.width), c.fuse, weights, c.fuse_iou, c.fuse_skip, c.fuse_conf,
-                c.max_det)
+        i: fuse([d[i] for d in per_member], (s.height, s.width), c, weights)
         for i, s in enumerate(samples)
     }
     wall = time.perf_counter() - t_start

@@ -72,6 +72,12 @@ def bn_gammas(model: nn.Module) -> torch.Tensor:
     return torch.cat(ws) if ws else torch.zeros(0)
 
 
+def sparsity_strength(strength: float, schedule: str, progress: float) -> float:
+    """The L1 / group-lasso strength at ``progress`` (epoch / epochs, in [0, 1)): the one place the
+    ``sparsity_schedule`` is read (constant, or linear decay to 0)."""
+    return strength * ((1 - progress) if schedule == "linear" else 1.0)
+
+
 def bn_sparsity_grad(model: nn.Module, strength: float) -> None:
     """Network slimming: add ``strength * sign(gamma)`` to every BatchNorm weight gradient.
 

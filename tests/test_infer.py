@@ -76,7 +76,8 @@ def test_windows_cover_an_odd_image_inside_its_bounds():
 def test_slice_boxes_map_back_to_original_pixels_exactly():
     img = np.zeros((517, 731, 3), np.uint8)
     img[301:340, 411:437] = 255  # a 26x39 object at an odd place
-    det = sliced_detections(RectFinder(), img, 256, (256, 192), 0.2, conf=0.5, iou=0.5, max_det=10)
+    det = sliced_detections(RectFinder(), img, 256, InferenceConfig(slice_hw=(256, 192), slice_overlap=0.2, conf=0.5,
+                                                                    iou=0.5, max_det=10, interpolation="area"))
     wins = slice_windows(517, 731, (256, 192), 0.2)
     inside = [w for w in wins if w[0] <= 411 and w[1] <= 301 and w[2] >= 437 and w[3] >= 340]
     partial = [w for w in wins if w not in inside and w[0] < 437 and w[2] > 411 and w[1] < 340 and w[3] > 301]
@@ -149,7 +150,7 @@ def test_wbf_of_a_model_with_itself_is_the_model(yolov5n_pt):
 def test_fuse_weights_pull_the_box():
     a = torch.tensor([[0.0, 0, 100, 100, 0.9, 3]])
     b = torch.tensor([[10.0, 0, 110, 100, 0.9, 3]])
-    out = fuse([a, b], (200, 200), "wbf", weights=[3, 1], iou=0.5, conf_type="max")
+    out = fuse([a, b], (200, 200), InferenceConfig(fuse="wbf", fuse_iou=0.5, fuse_conf="max"), weights=[3, 1])
     assert out[0, :4].tolist() == pytest.approx([2.5, 0, 102.5, 100]) and out[0, 5] == 3
 
 

@@ -122,3 +122,25 @@ def test_head_transfer_copies_rows_by_class_name():
     after, w_old = fresh.detect.m[0].weight.view(3, 7, -1), src["model.24.m.0.weight"].view(3, 8, -1)
     assert torch.equal(after[:, :5], w_old[:, :5]) and torch.equal(after[:, 6], w_old[:, 5 + 1])
     assert torch.equal(after[:, 5], before[:, 5])  # "zebra" keeps its fresh initialisation
+
+
+def test_callbacks_refuse_an_event_that_does_not_exist():
+    from detect.train.callbacks import Callbacks
+
+    seen = []
+
+    class Good:
+        def on_epoch_end(self, run, epoch, row):
+            seen.append(epoch)
+
+    class Misspelt:
+        def on_epoch_ends(self, run, epoch, row):
+            seen.append("never")
+
+    cbs = Callbacks([Good()])
+    cbs.on_epoch_end(None, 3, {})
+    assert seen == [3]
+    with pytest.raises(AttributeError, match="no callback event 'on_epoch_ends'"):
+        cbs.on_epoch_ends(None, 3, {})
+    with pytest.raises(TypeError, match="Misspelt implements on_epoch_ends: not an event"):
+        Callbacks([Misspelt()])

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torchvision
 
+from detect.infer.config import InferenceConfig
+
 
 def nms(det: torch.Tensor, iou: float, agnostic: bool = False, max_det: int | None = None) -> torch.Tensor:
     if not len(det):
@@ -116,21 +118,14 @@ def _greedy_keep(over: torch.Tensor) -> torch.Tensor:
     return keep
 
 
-def fuse(
-    dets: list[torch.Tensor],
-    image_hw: tuple[int, int],
-    method: str = "wbf",
-    weights: list[float] | None = None,
-    iou: float = 0.55,
-    skip: float = 0.0,
-    conf_type: str = "avg",
-    max_det: int | None = None,
-) -> torch.Tensor:
-    """Fuse one image's detections from several members. ``method``: ``wbf`` or ``nms``."""
+def fuse(dets: list[torch.Tensor], image_hw: tuple[int, int], c: InferenceConfig,
+         weights: list[float] | None = None) -> torch.Tensor:
+    """Fuse one image's detections from several members (``weights``: one each, for WBF) by ``c.fuse``:
+    ``wbf`` or ``nms``, at ``c.fuse_iou``; WBF skips boxes below ``c.fuse_skip`` and scores by ``c.fuse_conf``."""
     if len(dets) == 1:
-        return dets[0][:max_det]
-    if method == "nms":
-        return nms(torch.cat(dets), iou, max_det=max_det)
+        return dets[0][: c.max_det]
+    if c.fuse == "nms":
+        return nms(torch.cat(dets), c.fuse_iou, max_det=c.max_det)
     from ensemble_boxes import weighted_boxes_fusion
 
     h, w = image_hw
@@ -141,9 +136,9 @@ def fuse(
         [d[:, 4].double().numpy() for d in dets],
         [d[:, 5].numpy().astype(int) for d in dets],
         weights=weights,
-        iou_thr=iou,
-        skip_box_thr=skip,
-        conf_type=conf_type,
+        iou_thr=c.fuse_iou,
+        skip_box_thr=c.fuse_skip,
+        conf_type=c.fuse_conf,
     )
     out = torch.from_numpy(np.concatenate([boxes * scale, scores[:, None], labels[:, None]], 1)).float()
-    return out[out[:, 4].argsort(descending=True)][:max_det]
+    return out[out[:, 4].argsort(descending=True)][: c.max_det]

@@ -8,7 +8,7 @@ import re
 from dataclasses import replace
 
 from detect import cli
-from detect.infer.predictor import FUSE_CONF_TYPES, InferenceConfig
+from detect.infer.config import FUSE_CONF_TYPES, InferenceConfig
 from detect.infer.runtimes import BACKENDS
 
 

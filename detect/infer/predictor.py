@@ -20,34 +20,10 @@ from detect.backend import load_backend
 from detect.boxes import non_max_suppression, prepare_image
 from detect.data.dataset import to_tensor
 from detect.infer.classmap import for_data
+from detect.infer.config import InferenceConfig
 from detect.infer.merge import fuse
 from detect.infer.slicing import merge_slices, sliced_detections
 from detect.infer.tta import AugmentedBackend
-
-FUSE_CONF_TYPES = ("max", "avg", "box_and_model_avg", "absent_model_aware_avg")
-
-
-@dataclass(frozen=True)
-class InferenceConfig:
-    conf: float = 0.25
-    iou: float = 0.45
-    max_det: int = 1000
-    classes: tuple[int, ...] | None = None
-    agnostic: bool = False
-    multi_label: bool = False  # every class above conf per box (mAP), else the best one
-    augment: bool = False
-    slice_hw: tuple[int, int] | None = None
-    slice_overlap: float = 0.2
-    full: bool = True  # keep the full-image pass when slicing
-    slice_merge: str = "nmm"  # nmm (intersection over smaller) | nms
-    slice_match: float = 0.5
-    slice_grow: float = 0.9  # NMM grows a box only with partners scoring >= this share of its score (merge.py)
-    interpolation: str = "linear"  # official detect.py's letterbox; val keeps "area" as val.py
-    fuse: str = "wbf"  # wbf | nms
-    fuse_iou: float = 0.55
-    fuse_skip: float = 0.0
-    fuse_conf: str = "max"  # WBF's conf_type
-    slice_batch: int = 8
 
 
 @dataclass
@@ -93,18 +69,16 @@ class Predictor:
     def __call__(self, img: np.ndarray) -> torch.Tensor:
         dets = [self.member_detections(m, img) for m in self.members]
         c = self.config
-        return fuse(dets, img.shape[:2], c.fuse, [m.weight for m in self.members], c.fuse_iou, c.fuse_skip,
-                    c.fuse_conf, c.max_det)
+        return fuse(dets, img.shape[:2], c, [m.weight for m in self.members])
 
     def member_detections(self, m: Member, img: np.ndarray) -> torch.Tensor:
         c = self.config
         if c.slice_hw is None:
             return self.whole_image(m, img)
-        det = sliced_detections(m.backend, img, m.img_size, c.slice_hw, c.slice_overlap, c.conf, c.iou, c.max_det,
-                                c.classes, c.agnostic, c.multi_label, c.slice_batch, c.interpolation)
+        det = sliced_detections(m.backend, img, m.img_size, c)
         if c.full:
             det = torch.cat((self.whole_image(m, img), det))
-        return merge_slices(det, c.slice_merge, c.slice_match, c.agnostic, c.max_det, c.slice_grow)
+        return merge_slices(det, c)
 
     def whole_image(self, m: Member, img: np.ndarray) -> torch.Tensor:
         return whole_image_detections(m.backend, img, m.img_size, self.config)[0]

@@ -13,6 +13,7 @@ import torch
 
 from detect.boxes import non_max_suppression, prepare_image
 from detect.data.dataset import to_tensor
+from detect.infer.config import InferenceConfig
 from detect.infer.merge import greedy_nmm, nms
 
 
@@ -32,32 +33,30 @@ def slice_windows(h: int, w: int, slice_hw: tuple[int, int], overlap: float) -> 
     return [(x, y, x + sw, y + sh) for y in window_starts(h, sh, overlap) for x in window_starts(w, sw, overlap)]
 
 
-def sliced_detections(backend, img, img_size: int, slice_hw, overlap: float, conf: float, iou: float,
-                      max_det: int, classes=None, agnostic: bool = False, multi_label: bool = False,
-                      batch: int = 8, interpolation: str = "area") -> torch.Tensor:
-    """Every window's detections (n, 6) in original pixels, before merging."""
-    windows = slice_windows(*img.shape[:2], slice_hw, overlap)
+def sliced_detections(backend, img, img_size: int, c: InferenceConfig) -> torch.Tensor:
+    """Every window's detections (n, 6) in original pixels, before merging: ``c.slice_hw`` windows overlapping
+    by ``c.slice_overlap``, ``c.slice_batch`` at a time, NMS'd with ``c``'s thresholds."""
+    windows = slice_windows(*img.shape[:2], c.slice_hw, c.slice_overlap)
     out = []
-    for i in range(0, len(windows), batch):
+    for i in range(0, len(windows), c.slice_batch):
         tiles, boxes = [], []
-        for x0, y0, x1, y1 in windows[i : i + batch]:
+        for x0, y0, x1, y1 in windows[i : i + c.slice_batch]:
             net, lb = prepare_image(img[y0:y1, x0:x1], img_size, backend.stride, shape=backend.fixed_shape,
-                                    interpolation=interpolation)
+                                    interpolation=c.interpolation)
             tiles.append(to_tensor(net))
             boxes.append((lb, x0, y0))
         pred = backend(torch.stack(tiles).float().div_(255))
-        for det, (lb, x0, y0) in zip(
-            non_max_suppression(pred, conf, iou, classes, agnostic, multi_label=multi_label, max_det=max_det), boxes
-        ):
+        dets = non_max_suppression(pred, c.conf, c.iou, c.classes, c.agnostic, multi_label=c.multi_label,
+                                   max_det=c.max_det)
+        for det, (lb, x0, y0) in zip(dets, boxes):
             det = det.cpu()
             det[:, :4] = lb.to_original(det[:, :4]) + torch.tensor([x0, y0, x0, y0], dtype=det.dtype)
             out.append(det)
     return torch.cat(out) if out else torch.zeros((0, 6))
 
 
-def merge_slices(det: torch.Tensor, method: str = "nmm", threshold: float = 0.5, agnostic: bool = False,
-                 max_det: int | None = None, grow_ratio: float = 0.9) -> torch.Tensor:
-    """Merge the union of slice and full-image boxes: ``nmm`` (IoS ``threshold``) or ``nms`` (IoU)."""
-    if method == "nms":
-        return nms(det, threshold, agnostic, max_det)
-    return greedy_nmm(det, threshold, agnostic, max_det, grow_ratio)
+def merge_slices(det: torch.Tensor, c: InferenceConfig) -> torch.Tensor:
+    """Merge the union of slice and full-image boxes: ``nmm`` (IoS ``c.slice_match``) or ``nms`` (IoU)."""
+    if c.slice_merge == "nms":
+        return nms(det, c.slice_match, c.agnostic, c.max_det)
+    return greedy_nmm(det, c.slice_match, c.agnostic, c.max_det, c.slice_grow)

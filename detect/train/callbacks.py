@@ -27,15 +27,26 @@ CSV_FIELDS = [
 ]  # fmt: skip
 
 
+EVENTS = ("on_fit_start", "on_epoch_start", "on_batch_end", "on_epoch_end", "on_fit_end")
+
+
 class Callbacks:
-    """Dispatches each event to every callback that implements it."""
+    """Dispatches each event to every callback that implements it.
+
+    Only the names in EVENTS exist: a misspelt event, called or implemented (``on_epoch_ends``), is an
+    error at once rather than a hook that silently never runs (YOLOv5's ``Callbacks.run`` does the same)."""
 
     def __init__(self, callbacks=()):
         self.items = list(callbacks)
+        for cb in self.items:
+            unknown = sorted(n for n in dir(cb) if n.startswith("on_") and n not in EVENTS)
+            if unknown:
+                raise TypeError(f"{type(cb).__name__} implements {', '.join(unknown)}: not an event "
+                                f"({', '.join(EVENTS)})")
 
     def __getattr__(self, event: str):
-        if not event.startswith("on_"):
-            raise AttributeError(event)
+        if event not in EVENTS:
+            raise AttributeError(f"no callback event {event!r} ({', '.join(EVENTS)})")
 
         def dispatch(*args):
             for cb in self.items:

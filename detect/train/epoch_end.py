@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from detect.evaluate import DEFAULT_BATCH
 from detect.groups import prunable_groups, separation
-from detect.optim import bn_gamma_summary
+from detect.optim import bn_gamma_summary, sparsity_strength
 from detect.train.engine import EpochResult, evaluate
 from detect.train.precise_bn import precise_copy
 
@@ -75,7 +75,7 @@ def _separation(model, hyp: dict) -> dict:
 
 def _row(run, epoch: int, result: EpochResult, metrics: dict, swa: dict, precise: int) -> dict:
     hyp = run.config.hyp
-    strength = hyp["sparsity"] * ((1 - epoch / run.config.epochs) if hyp["sparsity_schedule"] == "linear" else 1.0)
+    strength = sparsity_strength(hyp["sparsity"], hyp["sparsity_schedule"], epoch / run.config.epochs)
     gamma = bn_gamma_summary(run.opt.ema.module)
     lrs = [g["lr"] for g in run.opt.optimizer.param_groups]
     row = {

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from detect.groups import PrunableGroup, prunable_groups
+from detect.optim import sparsity_strength
 
 
 class GroupSparsity:
@@ -24,7 +25,7 @@ class GroupSparsity:
         self._model_id = None
 
     def current(self, progress: float) -> float:
-        return self.strength * ((1 - progress) if self.schedule == "linear" else 1.0)
+        return sparsity_strength(self.strength, self.schedule, progress)
 
     @torch.no_grad()
     def __call__(self, model: nn.Module, progress: float) -> None:

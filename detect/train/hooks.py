@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from detect.optim import bn_sparsity_grad, centralize_gradients
+from detect.optim import bn_sparsity_grad, centralize_gradients, sparsity_strength
 from detect.train.group_lasso import GroupSparsity
 
 
@@ -20,7 +20,7 @@ class ChannelSparsity:
         self.strength, self.schedule = strength, schedule
 
     def current(self, progress: float) -> float:
-        return self.strength * ((1 - progress) if self.schedule == "linear" else 1.0)
+        return sparsity_strength(self.strength, self.schedule, progress)
 
     def __call__(self, model: nn.Module, progress: float) -> None:
         bn_sparsity_grad(model, self.current(progress))
