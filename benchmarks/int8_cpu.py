@@ -52,7 +52,8 @@ def prepare(weights: Path, data: str, shape, batches, out: Path, method: str = "
     dirs = {}
     for b in batches:
         d = out / f"{weights.stem}_b{b}"
-        fp32, _, _, _, meta = export(weights, d, tuple(shape), b)
+        done = export(weights, d, tuple(shape), b)
+        fp32, meta = done.fp32, done.meta
         if dirs:
             first = next(iter(dirs.values()))
             for f in ("model_int8.calib.json", "model_int8.calib.key"):

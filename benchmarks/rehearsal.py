@@ -36,7 +36,7 @@ from detect.backend import TorchBackend, load_backend  # noqa: E402
 from detect.data.config import load_data_config  # noqa: E402
 from detect.data.dataset import load_image  # noqa: E402
 from detect.data.labels import scan_split  # noqa: E402
-from detect.evaluate import DEFAULT_BATCH, run_eval  # noqa: E402
+from detect.evaluate import DEFAULT_BATCH, EvalConfig, run_eval  # noqa: E402
 from detect.geometry import rect_shape  # noqa: E402
 from detect.hyp import load_hyp, train_options  # noqa: E402
 from detect.infer.predictor import InferenceConfig, Member, Predictor  # noqa: E402
@@ -116,8 +116,8 @@ def validation_stage(r: Rehearsal, state: dict) -> Stage:
     cfg = load_data_config(r.data)
     samples, _ = scan_split(cfg, "val", progress=False)
     backend = TorchBackend(r.out / state["trained"], cli.select_device("cpu"))
-    metrics, detections = run_eval(backend, samples, cfg.names, r.img, DEFAULT_BATCH, stride=backend.stride,
-                                   progress=False)
+    metrics, detections = run_eval(backend, samples, cfg.names,
+                                   EvalConfig(r.img, DEFAULT_BATCH, stride=backend.stride, progress=False))
     gt = coco_ground_truth(samples, cfg.names)
     write_report(r.out / "val", samples, cfg.names, gt, detections, metrics, root=cfg.root)
     write_json(metrics, r.out / "val" / "metrics.json")
@@ -146,7 +146,8 @@ def slimming_stage(r: Rehearsal, state: dict) -> Stage:
 
 
 def export_stage(r: Rehearsal, state: dict) -> Stage:
-    fp32, _, _, _, meta = export(r.out / state["pruned"], r.out / "deploy", deploy_shape(r))
+    done = export(r.out / state["pruned"], r.out / "deploy", deploy_shape(r))
+    fp32, meta = done.fp32, done.meta
     q = export_int8(fp32, r.data, meta)
     m = q["map"]
     return Stage("export", "deploy/model.onnx, deploy/model_int8.onnx",

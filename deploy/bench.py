@@ -164,10 +164,10 @@ def _exported(weights: Path, shape, batch: int, tmp: Path, calib_data: str | Non
     instead, OpenVINO INT8 lost 0.010 on coco128 where the default loses none, docs/BENCHMARKS.md)."""
 
     out = tmp / f"{weights.stem}_{shape[0]}x{shape[1]}"
-    fp32, fp16, _, _, meta = export.export(weights, out, tuple(shape), batch)
-    files = [fp32, fp16]
+    done = export.export(weights, out, tuple(shape), batch)
+    files = [done.fp32, done.fp16]
     if calib_data:
-        export_int8(fp32, calib_data, meta, evaluate_map=False)
+        export_int8(done.fp32, calib_data, done.meta, evaluate_map=False)
         files.append(out / "model_int8.onnx")
     return files
 
@@ -195,7 +195,6 @@ def _backends(weights: Path, shape, batch: int, onnx_files: list[Path], engines:
                 half = openvino_half_precision()
                 yield f"OpenVINO {half.upper()} CPU", partial(OpenVinoBackend, f, cpu, half=True), False, (f, "openvino-half")
     for e in engines:
-
         precision = _engine_meta(e).get("precision", "fp16")
         yield f"TensorRT {precision.upper()}", partial(TrtBackend, e, torch.device("cuda")), True, None
 

@@ -16,6 +16,7 @@ import os
 import sys
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -115,11 +116,20 @@ def parity(model: torch.nn.Module, onnx_path: Path, x: torch.Tensor, batch: int 
     return out
 
 
-def export(weights, out: Path, shape: tuple[int, int], batch: int = 1, dynamic: bool = False, opset: int = 17):
-    """model.onnx and model_fp16.onnx of ``weights`` at ``shape`` with our metadata (the library entry point).
+@dataclass
+class Exported:
+    """What ``export`` wrote and what it exported from: the parity check and the INT8 step read both."""
 
-    Returns (fp32 path, fp16 path, the PyTorch model, its checkpoint, the metadata).
-    """
+    fp32: Path  # model.onnx
+    fp16: Path  # model_fp16.onnx
+    model: torch.nn.Module  # the PyTorch model, BN fused, on the CPU
+    ckpt: dict
+    meta: dict  # the graphs' metadata (detect.infer.metadata)
+
+
+def export(weights, out: Path, shape: tuple[int, int], batch: int = 1, dynamic: bool = False,
+           opset: int = 17) -> Exported:
+    """model.onnx and model_fp16.onnx of ``weights`` at ``shape`` with our metadata (the library entry point)."""
     out = ensure_writable(out)
     model, ckpt = load_model(weights, "cpu")
     stride = int(model.stride.max())
@@ -150,7 +160,7 @@ def export(weights, out: Path, shape: tuple[int, int], batch: int = 1, dynamic: 
             os.chmod(path, 0o666 & ~umask())
         os.replace(t32, fp32)
         os.replace(t16, fp16)
-    return fp32, fp16, model, ckpt, meta
+    return Exported(fp32, fp16, model, ckpt, meta)
 
 
 def check_args(args) -> None:
@@ -224,8 +234,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     check_args(args)
     h, w = args.img
-    fp32, fp16, model, ckpt, meta = export(args.weights, args.out, (h, w), args.dynamic_batch or args.batch,
-                                           bool(args.dynamic_batch), args.opset)
+    done = export(args.weights, args.out, (h, w), args.dynamic_batch or args.batch, bool(args.dynamic_batch),
+                  args.opset)
+    fp32, fp16, model, ckpt, meta = done.fp32, done.fp16, done.model, done.ckpt, done.meta
     stride, batch = meta["stride"], meta["max_batch"]
     shared = shared_dir() / "images"
     folder = Path(args.check_images) if args.check_images else shared
@@ -252,7 +263,6 @@ def main(argv=None) -> int:
         if not report[precision]["ok"]:
             failed.append(precision)
     if args.nms:
-
         nc = len(ckpt["names"])
         for name in ("model_nms.onnx", "model_trt_nms.onnx"):  # each with its FP16 twin (deploy.trt on TensorRT 11)
             for src, dst in ((fp32, args.out / name), (fp16, fp16_twin(args.out / name))):
@@ -267,7 +277,6 @@ def main(argv=None) -> int:
     if args.int8:
         report["int8"] = int8_step(fp32, args, meta)
     if args.triton:
-
         print(f"Triton repository: {write_repository(args.triton, fp32, meta)}")
     write_json(report, args.out / "export.json")
     if "fp32" in failed:  # the FP32 graph must reproduce PyTorch; anything else is an export bug

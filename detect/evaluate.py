@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
@@ -42,28 +43,33 @@ class TimedBackend:
 DEFAULT_BATCH = 16
 
 
-def batched_detections(
-    infer: Callable[[torch.Tensor], torch.Tensor],
-    samples: list[Sample],
-    img_size: int = 640,
-    batch_size: int = 16,
-    conf: float = 0.001,
-    iou: float = 0.6,
-    max_det: int = 300,
-    stride: int = 32,
-    workers: int = 2,
-    progress: bool = True,
-    fixed_shape: tuple[int, int] | None = None,
-) -> tuple[dict[int, torch.Tensor], dict]:
+@dataclass(frozen=True)
+class EvalConfig:
+    """How one model is run over a split for COCO mAP (official val.py's defaults)."""
+
+    img_size: int = 640
+    batch_size: int = DEFAULT_BATCH
+    conf: float = 0.001
+    iou: float = 0.6
+    max_det: int = 300  # NMS keeps this many per image
+    coco_max_det: int = 100  # COCOeval's last maxDets: COCO's standard and official val.py's
+    stride: int = 32
+    workers: int = 2
+    progress: bool = True
+    fixed_shape: tuple[int, int] | None = None  # every image letterboxed to this (a fixed-shape graph)
+
+
+def batched_detections(infer: Callable[[torch.Tensor], torch.Tensor], samples: list[Sample],
+                       c: EvalConfig) -> tuple[dict[int, torch.Tensor], dict]:
     """Run ``infer`` (float batch in [0, 1] -> decoded (b, N, 5 + nc)) over ``samples`` in rectangular
     batches, multi-label NMS. Returns {sample index: (n, 6) in original pixels} and seconds spent
     in pre-processing, inference and NMS."""
-    dataset = EvalDataset(samples, img_size, batch_size, stride, rect=fixed_shape is None)
-    if fixed_shape is not None:
-        dataset.shapes[:] = fixed_shape
+    dataset = EvalDataset(samples, c.img_size, c.batch_size, c.stride, rect=c.fixed_shape is None)
+    if c.fixed_shape is not None:
+        dataset.shapes[:] = c.fixed_shape
     out: dict[int, torch.Tensor] = {}
     seconds = {"pre": 0.0, "inference": 0.0, "nms": 0.0}
-    bar = tqdm(dataset.loader(workers), desc="val", unit="batch", disable=None if progress else True, leave=False)
+    bar = tqdm(dataset.loader(c.workers), desc="val", unit="batch", disable=None if c.progress else True, leave=False)
     for images, letterboxes, indices in bar:
         t0 = time.perf_counter()
         x = images.float().div_(255)
@@ -72,7 +78,8 @@ def batched_detections(
         if pred.is_cuda:
             torch.cuda.synchronize()
         t2 = time.perf_counter()
-        for det, lb, index in zip(non_max_suppression(pred, conf, iou, multi_label=True, max_det=max_det), letterboxes, indices):
+        dets = non_max_suppression(pred, c.conf, c.iou, multi_label=True, max_det=c.max_det)
+        for det, lb, index in zip(dets, letterboxes, indices):
             det = det.cpu()
             det[:, :4] = lb.to_original(det[:, :4])
             out[index] = det
@@ -91,31 +98,15 @@ def coco_results(dets: dict[int, torch.Tensor]) -> list[dict]:
     return results
 
 
-def run_eval(
-    infer: Callable[[torch.Tensor], torch.Tensor],
-    samples: list[Sample],
-    names: list[str],
-    img_size: int = 640,
-    batch_size: int = 16,
-    conf: float = 0.001,
-    iou: float = 0.6,
-    max_det: int = 300,
-    stride: int = 32,
-    coco_max_det: int = 100,
-    workers: int = 2,
-    progress: bool = True,
-    fixed_shape: tuple[int, int] | None = None,
-) -> tuple[dict, list[dict]]:
-    """One plain model over ``samples`` (what training's validation runs). ``max_det`` bounds NMS;
-    ``coco_max_det`` is COCOeval's last maxDets (100: COCO's standard and official val.py's).
-    Returns the metrics dict (``detect.metrics.evaluate`` plus ``speed_ms``) and the COCO
-    detections in original-image pixels."""
+def run_eval(infer: Callable[[torch.Tensor], torch.Tensor], samples: list[Sample], names: list[str],
+             c: EvalConfig = EvalConfig()) -> tuple[dict, list[dict]]:
+    """One plain model over ``samples`` (what training's validation runs). Returns the metrics dict
+    (``detect.metrics.evaluate`` plus ``speed_ms``) and the COCO detections in original-image pixels."""
     t_start = time.perf_counter()
-    dets, seconds = batched_detections(infer, samples, img_size, batch_size, conf, iou, max_det, stride, workers,
-                                       progress, fixed_shape)
+    dets, seconds = batched_detections(infer, samples, c)
     wall = time.perf_counter() - t_start
     detections = coco_results(dets)
-    result = evaluate(coco_ground_truth(samples, names), detections, names, max_det=coco_max_det)
+    result = evaluate(coco_ground_truth(samples, names), detections, names, max_det=c.coco_max_det)
     n = max(len(samples), 1)
     result["speed_ms"] = {k: 1e3 * v / n for k, v in seconds.items()} | {"total": 1e3 * wall / n}
     result["images"] = len(samples)
@@ -126,8 +117,8 @@ def run_eval(
 def fixed_shape_map(backend, samples: list[Sample], names: list[str], shape: tuple[int, int], batch: int = 8) -> dict:
     """mAP50-95 and mAP50 of one backend with every image letterboxed to ``shape``, as a deployed,
     fixed-shape graph runs (the benches and the INT8 export's check)."""
-    m, _ = run_eval(backend, samples, names, max(shape), batch, stride=backend.stride, fixed_shape=tuple(shape),
-                    progress=False, workers=2)
+    c = EvalConfig(max(shape), batch, stride=backend.stride, fixed_shape=tuple(shape), progress=False)
+    m, _ = run_eval(backend, samples, names, c)
     return {"map50_95": m["map50_95"], "map50": m["map50"]}
 
 
@@ -140,8 +131,9 @@ def predictor_detections(predictor: Predictor, samples: list[Sample], batch_size
     t_start = time.perf_counter()
     for m in predictor.members:
         if c.slice_hw is None:
-            dets, seconds = batched_detections(m.backend, samples, m.img_size, batch_size, c.conf, c.iou, c.max_det,
-                                               m.backend.stride, workers, progress, m.backend.fixed_shape)
+            dets, seconds = batched_detections(m.backend, samples, EvalConfig(
+                m.img_size, batch_size, c.conf, c.iou, c.max_det, stride=m.backend.stride, workers=workers,
+                progress=progress, fixed_shape=m.backend.fixed_shape))
             pre += seconds["pre"]
         else:
             dets = {}

@@ -138,7 +138,6 @@ def main(argv=None) -> int:
         label_issues=label_report.counts(),
     )
     if args.report:
-
         t0 = time.perf_counter()
         meta = args.meta or (cfg.root / "meta.csv" if (cfg.root / "meta.csv").is_file() else None)
         write_report(args.report, samples, cfg.names, gt, detections, result, meta=meta, root=cfg.root)

@@ -34,9 +34,17 @@ class StepRecord:
     weights: str
 
 
+@dataclass
+class StepsResult:
+    model: object  # the final model (the start when the first step already fell too far)
+    path: Path  # its checkpoint
+    steps: list[dict]  # each StepRecord as a dict
+    stopped: str | None  # why the loop stopped early, or None
+
+
 def run_steps(model, names: list[str], config, evaluate, calib_for, finetune,
-              importance_for=lambda m: None) -> tuple[object, Path, list, str | None]:
-    """Returns (final model, its checkpoint, [StepRecord], why it stopped early or None).
+              importance_for=lambda m: None) -> StepsResult:
+    """K steps of surgery + recovery.
 
     ``evaluate(model) -> metrics``; ``calib_for(model) -> image batch | None``;
     ``finetune(checkpoint, epochs, out, share) -> (model, metrics)``; ``importance_for(model) -> scores | None``
@@ -75,7 +83,7 @@ def run_steps(model, names: list[str], config, evaluate, calib_for, finetune,
             break
         current, current_path, before = pruned, Path(path), removed or 0.0
         records.append(rec)
-    return current, current_path, [asdict(r) for r in records], stopped
+    return StepsResult(current, current_path, [asdict(r) for r in records], stopped)
 
 
 def step_target(model, config, k: int, widths: dict[str, int], gflops0: float, scores=None) -> float | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,7 +34,7 @@ from detect.weights import build_from_checkpoint, load_checkpoint
 from prune import sensitivity
 from prune.config import PruneConfig
 from prune.importance import estimator, spread
-from prune.iterative import layer_table, reload, run_steps
+from prune.iterative import StepsResult, layer_table, reload, run_steps
 from prune.report import plots, write_markdown
 from prune.select import looks_sparsity_trained
 from prune.surgery import prunable_bn_gammas
@@ -92,7 +93,7 @@ def onnx_latency_rounds(ckpts: dict[str, Path], out: Path, shape: tuple[int, int
     moved with the order the sessions were created (0.64 or 1.00 for the same file, slimming round 7).
     """
 
-    files = {name: export(path, out / f"onnx_{name}", shape)[0] for name, path in ckpts.items()}
+    files = {name: export(path, out / f"onnx_{name}", shape).fp32 for name, path in ckpts.items()}
     timed = {}
     for runtime in runtimes:
         times = time_isolated(files, (1, 3, *shape), rounds, max(1, iters // rounds), warmup=5,
@@ -158,18 +159,17 @@ def run(c: PruneConfig) -> dict:
         result = finetune(c, path, epochs, out, share)
         return reload(result.best), result.summary, result.best
 
-    pruned, pruned_path, steps, stopped = run_steps(model, ckpt["names"], c, score, lambda m: calib, recover,
-                                                    importance_estimator(c, cfg))
-    after = score(pruned)
-    tuned, final = {"map50": None, "map50_95": None}, pruned_path
-    if c.finetune_epochs > 0 and pruned is not model:
-        result = finetune(c, pruned_path, c.finetune_epochs, c.out / "finetune", hyp_file=c.finetune_hyp)
+    stepped = run_steps(model, ckpt["names"], c, score, lambda m: calib, recover, importance_estimator(c, cfg))
+    after = score(stepped.model)
+    tuned, final = {"map50": None, "map50_95": None}, stepped.path
+    if c.finetune_epochs > 0 and stepped.model is not model:
+        result = finetune(c, stepped.path, c.finetune_epochs, c.out / "finetune", hyp_file=c.finetune_hyp)
         tuned = score(reload(result.best))  # best.pt as detect.val reads it (the summary is the last epoch's)
-        final = result.best if tuned["map50_95"] >= after["map50_95"] else pruned_path
-    kept = keep_note(after, tuned, final == pruned_path)
+        final = result.best if tuned["map50_95"] >= after["map50_95"] else stepped.path
+    kept = keep_note(after, tuned, final == stepped.path)
     print(kept)
     atomic_write_bytes(Path(final).read_bytes(), c.out / "pruned.pt")
-    report = _report(c, model, pruned, before, after, tuned, gsum, ckpt, steps, stopped, calib)
+    report = _report(c, PruneRun(model, ckpt, gsum, calib, stepped, before, after, tuned))
     report["kept"] = kept
     report["map50_95_final"] = max(after["map50_95"], tuned["map50_95"] or 0.0)
     if c.latency_iters > 0:
@@ -197,13 +197,29 @@ def keep_note(after: dict, tuned: dict, untuned: bool) -> str:
             f"{after['map50_95']:.4f} right after pruning)")
 
 
-def _report(c: PruneConfig, model, pruned, before, after, tuned, gsum, ckpt, steps, stopped, calib) -> dict:
-    shape = c.report_shape
+@dataclass
+class PruneRun:
+    """What the report describes: the start, its checkpoint and |gamma| summary, the calibration batch, the
+    steps' outcome and the mAP before, right after the steps and after fine-tuning."""
+
+    model: object
+    ckpt: dict
+    gsum: dict
+    calib: torch.Tensor | None
+    stepped: StepsResult
+    before: dict
+    after: dict
+    tuned: dict
+
+
+def _report(c: PruneConfig, r: PruneRun) -> dict:
+    shape, model, pruned, steps = c.report_shape, r.model, r.stepped.model, r.stepped.steps
+    before, after, tuned, gsum, calib = r.before, r.after, r.tuned, r.gsum, r.calib
     return {
         "weights": str(c.weights), "data": str(c.data), "strategy": c.strategy, "ratio": c.ratio,
         "gflops_target": c.gflops, "gflops_at_most": c.gflops_at_most,
         "threshold": c.threshold if c.threshold is not None else float("nan"), "steps": steps,
-        "step_epochs": c.step_epochs, "max_drop": c.max_drop, "stopped": stopped, "hyp": c.hyp,
+        "step_epochs": c.step_epochs, "max_drop": c.max_drop, "stopped": r.stepped.stopped, "hyp": c.hyp,
         "finetune_hyp": c.finetune_hyp, "set": c.set,
         "min_keep": c.min_keep, "round_to": c.round_to,
         "taylor_images": c.taylor_images if c.strategy == "taylor" else None,
@@ -217,7 +233,7 @@ def _report(c: PruneConfig, model, pruned, before, after, tuned, gsum, ckpt, ste
         "val_interval": c.val_interval,
         "epochs_total": c.step_epochs * len(steps) * (c.steps > 1) + c.finetune_epochs,
         "gamma": gsum, "sparsity_trained": looks_sparsity_trained(gsum),
-        "sparsity_training": sparsity_history(ckpt), "layers": layer_table(model, pruned),
+        "sparsity_training": sparsity_history(r.ckpt), "layers": layer_table(model, pruned),
     }
 
 

@@ -211,24 +211,16 @@ def test_onnx_runtime_map_matches_pytorch_on_coco128(tmp_path, yolov5n_pt, coco1
     from detect.backend import TorchBackend
     from detect.data.config import load_data_config
     from detect.data.labels import scan_split
-    from detect.evaluate import run_eval
+    from detect.evaluate import EvalConfig, run_eval
     from detect.infer.runtimes import OnnxBackend
 
     export.main(["--weights", str(yolov5n_pt), "--img", "640", "640", "--dynamic-batch", "16", "--out", str(tmp_path)])
     cfg = load_data_config(coco128)
     samples, _ = scan_split(cfg, "val", progress=False)
     shape = (640, 640)
-    ours, _ = run_eval(
-        TorchBackend(yolov5n_pt, torch.device("cpu")), samples, cfg.names, 640, fixed_shape=shape, progress=False
-    )
-    ort, _ = run_eval(
-        OnnxBackend(tmp_path / "model.onnx", torch.device("cpu")),
-        samples,
-        cfg.names,
-        640,
-        fixed_shape=shape,
-        progress=False,
-    )
+    c = EvalConfig(640, fixed_shape=shape, progress=False)
+    ours, _ = run_eval(TorchBackend(yolov5n_pt, torch.device("cpu")), samples, cfg.names, c)
+    ort, _ = run_eval(OnnxBackend(tmp_path / "model.onnx", torch.device("cpu")), samples, cfg.names, c)
     assert abs(ours["map50_95"] - ort["map50_95"]) <= 0.002 and abs(ours["map50"] - ort["map50"]) <= 0.002
 
 

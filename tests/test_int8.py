@@ -25,7 +25,8 @@ def int8_model(tmp_path_factory, yolov5n_pt, coco128):
     from detect.data.config import load_data_config
 
     out = tmp_path_factory.mktemp("int8")
-    fp32, _, _, _, meta = export(yolov5n_pt, out, (384, 640))
+    done = export(yolov5n_pt, out, (384, 640))
+    fp32, meta = done.fp32, done.meta
     calib, _ = split_images(load_data_config(coco128).split("train").images, 16)
     info = quantize(fp32, out / "model_int8.onnx", calib, meta)
     return fp32, out / "model_int8.onnx", meta, calib, info

@@ -20,11 +20,12 @@ def coco128_detections(yolov5n_pt, coco128):
     from detect.backend import TorchBackend
     from detect.data.config import load_data_config
     from detect.data.labels import scan_split
-    from detect.evaluate import run_eval
+    from detect.evaluate import EvalConfig, run_eval
 
     cfg = load_data_config(coco128)
     samples, _ = scan_split(cfg, "val", progress=False)
-    _, dets = run_eval(TorchBackend(yolov5n_pt, torch.device("cpu")), samples, cfg.names, 640, workers=0, progress=False)
+    _, dets = run_eval(TorchBackend(yolov5n_pt, torch.device("cpu")), samples, cfg.names,
+                       EvalConfig(640, workers=0, progress=False))
     return coco_ground_truth(samples, cfg.names), dets, cfg.names
 
 

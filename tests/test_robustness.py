@@ -273,7 +273,8 @@ def test_exports_are_atomic_and_follow_the_umask(tmp_path):
     atomic_save(make_checkpoint(build_model(default_arch("yolov5n", nc=1)), ["a"]), ckpt)
     old = os.umask(0o022)
     try:
-        fp32, fp16, *_ = export(ckpt, tmp_path / "x", (64, 64))
+        done = export(ckpt, tmp_path / "x", (64, 64))
+        fp32, fp16 = done.fp32, done.fp16
     finally:
         os.umask(old)
     assert {stat.S_IMODE(p.stat().st_mode) for p in (fp32, fp16)} == {0o644}

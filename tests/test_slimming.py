@@ -204,7 +204,8 @@ def test_iterative_steps_land_on_the_one_shot_widths(tmp_path, strategy):
     model, ckpt = _saved_model_with_random_gamma(tmp_path)
     config = PruneConfig(weights=ckpt, data="unused.yaml", out=tmp_path, ratio=0.36, steps=3, strategy=strategy,
                          round_to=8, min_keep=0.1)
-    final, _, steps, _ = run_steps(model, ["a"], config, lambda m: {"map50_95": 0.5}, lambda m: None, None)
+    done = run_steps(model, ["a"], config, lambda m: {"map50_95": 0.5}, lambda m: None, None)
+    final, steps = done.model, done.steps
     one_shot = remove(copy.deepcopy(model), plan(model, strategy, 0.36, None, 0.1, 8)[0])
     g0 = count_gflops(model, (64, 64))
     assert [round(s["share"], 4) for s in steps] == [round(1 - 0.64 ** (k / 3), 4) for k in (1, 2, 3)]
@@ -226,7 +227,8 @@ def test_gflops_steps_meet_the_budget_when_recovery_reorders_gamma(tmp_path):
 
     config = PruneConfig(weights=ckpt, data="unused.yaml", out=tmp_path, gflops=0.6, steps=3, step_epochs=1,
                          strategy="gamma", round_to=1, min_keep=0.1, report_shape=(64, 64))
-    final, _, steps, _ = run_steps(model, ["a"], config, lambda m: {"map50_95": 0.5}, lambda m: None, recover)
+    done = run_steps(model, ["a"], config, lambda m: {"map50_95": 0.5}, lambda m: None, recover)
+    final, steps = done.model, done.steps
     for k, s in enumerate(steps, 1):
         assert 0.6 ** (k / 3) - 0.011 <= s["gflops_ratio"] <= 0.6 ** (k / 3) + 1e-9
     assert count_gflops(final, (64, 64)) / count_gflops(model, (64, 64)) <= 0.6
@@ -258,8 +260,8 @@ def test_max_drop_stops_and_keeps_the_last_good_model(tmp_path):
     scores = iter([0.50, 0.45, 0.30, 0.20])
     config = PruneConfig(weights=ckpt, data="unused.yaml", out=tmp_path, ratio=0.75, steps=3, max_drop=0.1,
                          strategy="uniform", round_to=1)
-    final, path, steps, stopped = run_steps(model, ["a"], config, lambda m: {"map50_95": next(scores)},
-                                            lambda m: None, None)
+    done = run_steps(model, ["a"], config, lambda m: {"map50_95": next(scores)}, lambda m: None, None)
+    final, path, steps, stopped = done.model, done.path, done.steps, done.stopped
     assert [s["map50_95_recovered"] for s in steps] == [0.45, 0.30] and "step 2 fell 0.2000" in stopped
     assert path == tmp_path / "step1" / "pruned_untuned.pt" and "kept step 1's model" in stopped
     g0, g1 = count_gflops(model, (64, 64)), count_gflops(final, (64, 64))

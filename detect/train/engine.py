@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from detect.evaluate import run_eval
+from detect.evaluate import EvalConfig, run_eval
 from detect.optim import apply_warmup
 from detect.train.distributed import any_rank
 
@@ -85,6 +85,6 @@ def evaluate(model, samples, names, img: int, batch: int, workers: int, device, 
              progress: bool = False) -> dict:
     """COCO metrics of ``model`` (eval mode, no autograd) on ``samples``; see ``detect.evaluate.run_eval``."""
     model.eval()
-    metrics, _ = run_eval(lambda t: model(t.to(device).float()), samples, names, img, batch_size=batch,
-                          workers=workers, progress=progress, max_det=max_det)
+    c = EvalConfig(img, batch, max_det=max_det, workers=workers, progress=progress)
+    metrics, _ = run_eval(lambda t: model(t.to(device).float()), samples, names, c)
     return metrics
