@@ -99,7 +99,8 @@ class YOLOLoss:
             lobj += self._bce(p[..., 4], tobj, self.obj_pw) * self.balance[i]
         lbox, lobj, lcls = lbox * self.box_gain, lobj * self.obj_gain, lcls * self.cls_gain
         bs = preds[0].shape[0]
-        return (lbox + lobj + lcls) * bs, torch.cat((lbox, lobj, lcls)).detach()
+        terms = {"box": lbox, "obj": lobj, "cls": lcls}  # each already weighted by its gain (box, obj, cls)
+        return (lbox + lobj + lcls) * bs, {k: v.detach().reshape(()) for k, v in terms.items()}
 
     @torch.no_grad()
     def build_targets(self, preds: list[torch.Tensor], targets: torch.Tensor):

@@ -41,7 +41,8 @@ def test_no_targets_and_perfect_box():
     loss = YOLOLoss(det, load_hyp(), img_size=32)
     preds = [torch.zeros(2, 3, 4, 4, 8, requires_grad=True)]
     total, items = loss(preds, torch.zeros(0, 6))
-    assert items[0] == 0 and items[2] == 0 and items[1] > 0  # only objectness (no objects) remains
+    assert items["box"] == 0 and items["cls"] == 0 and items["obj"] > 0  # only objectness (no objects) remains
+    assert float(total) == pytest.approx(float(sum(items.values())) * len(preds[0]))  # the terms add up
     total.backward()
     assert preds[0].grad is not None
 
@@ -52,7 +53,7 @@ def test_focal_loss_is_used_when_gamma_set():
     preds = [torch.randn(1, 3, 4, 4, 8, generator=torch.Generator().manual_seed(0))]
     bce = YOLOLoss(det, load_hyp(), 32)(preds, targets)[1]
     focal = YOLOLoss(det, load_hyp(overrides={"fl_gamma": 1.5}), 32)(preds, targets)[1]
-    assert focal[0] == bce[0] and focal[1] < bce[1] and focal[2] < bce[2]  # box loss unchanged
+    assert focal["box"] == bce["box"] and focal["obj"] < bce["obj"] and focal["cls"] < bce["cls"]  # box unchanged
 
 
 def test_optimizer_groups_no_decay_on_bn_and_bias():

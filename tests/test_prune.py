@@ -232,6 +232,9 @@ def test_cli_end_to_end_and_bad_input(tmp_path, tiny_synthetic):
     assert (out / "gamma.png").is_file() and (out / "report.md").read_text().startswith("# Pruning report")
     assert rep["finetune_hyp"] == "configs/hyp/rewind.yaml" and rep["hyp"].endswith("recover.yaml")
     assert "lr0: 0.01\n" in (out / "finetune" / "hyp.yaml").read_text()  # the fine-tuning ran with its own file
+    row = (out / "finetune" / "results.csv").read_text().splitlines()
+    header, last = row[0].split(","), row[-1].split(",")
+    assert float(last[header.index("train/distill")]) >= 0  # the distillation term is a column of its own
     v = _run("-m", "detect.val", "--weights", str(out / "pruned.pt"), "--data", str(tiny_synthetic), "--img", "64")
     assert v.returncode == 0, v.stderr
     bad = _run(

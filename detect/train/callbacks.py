@@ -21,7 +21,7 @@ from detect.outputs import atomic_write_text
 from detect.visual import plot_results, save_batch
 
 CSV_FIELDS = [
-    "epoch", "train/box", "train/obj", "train/cls", "lr/0", "lr/1", "lr/2", "images_per_s",
+    "epoch", "train/box", "train/obj", "train/cls", "train/distill", "lr/0", "lr/1", "lr/2", "images_per_s",
     "sparsity", "gamma_median", "gamma_below_0.01", "group_below_0.01", "removed_over_kept", "precision", "recall", "map50", "map50_95",
     "precise_bn", "swa/map50", "swa/map50_95",
 ]  # fmt: skip
@@ -111,7 +111,8 @@ class ProgressBar:
         mem = f" {torch.cuda.memory_reserved(run.device) / 2**30:.1f}G" if run.device.type == "cuda" else ""
         lr = run.opt.optimizer.param_groups[0]["lr"]
         self.bar.set_postfix_str(
-            f"box {mloss[0]:.3f} obj {mloss[1]:.3f} cls {mloss[2]:.3f} lr {lr:.2e} {rate:.1f} img/s{mem}", refresh=False
+            " ".join(f"{k} {float(v):.3f}" for k, v in mloss.items()) + f" lr {lr:.2e} {rate:.1f} img/s{mem}",
+            refresh=False
         )
         self.bar.update(1)
 

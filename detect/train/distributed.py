@@ -34,6 +34,18 @@ def any_rank(flags: list[bool], world: int, device) -> list[bool]:
     return [bool(v) for v in t.tolist()]
 
 
+def mean_over_ranks(values: dict[str, torch.Tensor], world: int, device) -> dict[str, float]:
+    """Each value averaged over the ranks (every rank gets the same dict, in the same key order): the logged
+    loss is the whole batch's, not rank 0's share of it. One all-reduce."""
+    if not values:
+        return {}
+    t = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device) for v in values.values()])
+    if world > 1:
+        dist.all_reduce(t)
+        t /= world
+    return dict(zip(values, t.tolist()))
+
+
 def from_rank0(flag: bool, world: int, device) -> bool:
     if world == 1:
         return flag

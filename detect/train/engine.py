@@ -12,12 +12,12 @@ import torch.nn.functional as F
 
 from detect.evaluate import EvalConfig, run_eval
 from detect.optim import apply_warmup
-from detect.train.distributed import any_rank
+from detect.train.distributed import any_rank, mean_over_ranks
 
 
 @dataclass
 class EpochResult:
-    mloss: torch.Tensor  # mean box, obj, cls loss over the epoch's batches
+    mloss: dict[str, float]  # each named loss term's mean over the epoch's batches (and over the DDP ranks)
     images_per_s: float
     stopped_at: int | None = None  # batches done when a stop signal was honoured
 
@@ -27,7 +27,7 @@ def train_one_epoch(run, epoch: int, skip: int, stop) -> EpochResult:
     cfg, data, opt, step = run.config, run.data, run.opt, run.step
     data.sampler.set_epoch(epoch, skip * (cfg.batch // run.world))
     run.net.train()
-    mloss = torch.zeros(3, device=run.device)
+    mloss: dict[str, torch.Tensor] = {}
     seen, t0 = 0, time.perf_counter()
     progress = epoch / cfg.epochs
     run.callbacks.on_epoch_start(run, epoch, skip)
@@ -46,15 +46,15 @@ def train_one_epoch(run, epoch: int, skip: int, stop) -> EpochResult:
                 f"{'a rank of ' + str(run.world) if run.world > 1 else 'this run'}; stopping. The last good "
                 f"checkpoint is {run.checkpointer.last}; lower lr0 or check the labels"
             )
-        mloss = (mloss * (i - skip) + items) / (i - skip + 1)
+        mloss = {k: (mloss.get(k, 0.0) * (i - skip) + v) / (i - skip + 1) for k, v in items.items()}
         seen += len(images) * run.world
         rate = seen / max(time.perf_counter() - t0, 1e-9)
         if will_step:
             step.step(progress)
             if stopping:
-                return EpochResult(mloss, rate, stopped_at=i + 1)
+                return EpochResult(mean_over_ranks(mloss, run.world, run.device), rate, stopped_at=i + 1)
         run.callbacks.on_batch_end(run, epoch, i, images, labels, mloss, rate)
-    return EpochResult(mloss, seen / max(time.perf_counter() - t0, 1e-9))
+    return EpochResult(mean_over_ranks(mloss, run.world, run.device), seen / max(time.perf_counter() - t0, 1e-9))
 
 
 def prepare_images(images: torch.Tensor, run, epoch: int, i: int) -> torch.Tensor:

@@ -80,7 +80,8 @@ def _row(run, epoch: int, result: EpochResult, metrics: dict, swa: dict, precise
     lrs = [g["lr"] for g in run.opt.optimizer.param_groups]
     row = {
         "epoch": epoch + 1,
-        **dict(zip(("train/box", "train/obj", "train/cls"), result.mloss.tolist())),
+        "train/distill": NAN,  # without a teacher
+        **{f"train/{k}": v for k, v in result.mloss.items()},
         **{f"lr/{j}": lr for j, lr in enumerate(lrs)},
         "images_per_s": result.images_per_s,
         "sparsity": strength,

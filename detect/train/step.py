@@ -39,18 +39,21 @@ class TrainStep:
         self.sam = SAM(net, self.hyp["sam_rho"], self.hyp["sam_adaptive"]) if self.hyp.get("sam") else None
         self.device_type = next(model.parameters()).device.type
 
-    def loss(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss to back-propagate, detached [box, obj, cls] items)."""
+    def loss(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss to back-propagate, its named terms detached: box, obj, cls, and distill with a teacher; each
+        per image and weighted by its gain, so they add up to the loss over the batch size)."""
         with torch.autocast(self.device_type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             preds = self.net(x)
-            loss, items = self.criterion(preds, targets)
+            loss, terms = self.criterion(preds, targets)
             if self.teacher is not None:
                 with torch.no_grad():
                     t_maps = self.teacher(x, raw=True)
-                loss = loss + distillation_loss(preds, t_maps, self.hyp) * len(x)
-        return loss * self.world, items  # DDP averages gradients; YOLOv5's loss is a per-batch sum
+                distill = distillation_loss(preds, t_maps, self.hyp)
+                loss = loss + distill * len(x)
+                terms["distill"] = distill.detach().reshape(())
+        return loss * self.world, terms  # DDP averages gradients; YOLOv5's loss is a per-batch sum
 
-    def backward(self, x: torch.Tensor, targets: torch.Tensor, will_step: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def backward(self, x: torch.Tensor, targets: torch.Tensor, will_step: bool) -> tuple[torch.Tensor, dict]:
         """Forward and backward of one micro-batch; gradients accumulate in ``.grad``."""
         sync = will_step or self.world == 1 or not hasattr(self.net, "no_sync")
         with contextlib.nullcontext() if sync else self.net.no_sync():
