@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from detect.boxes import non_max_suppression
@@ -57,6 +58,7 @@ class EvalConfig:
     workers: int = 2
     progress: bool = True
     fixed_shape: tuple[int, int] | None = None  # every image letterboxed to this (a fixed-shape graph)
+    shard: tuple[int, int] = (0, 1)  # (rank, world): under DDP each rank runs its share of the batches
 
 
 def batched_detections(infer: Callable[[torch.Tensor], torch.Tensor], samples: list[Sample],
@@ -69,7 +71,7 @@ def batched_detections(infer: Callable[[torch.Tensor], torch.Tensor], samples: l
         dataset.shapes[:] = c.fixed_shape
     out: dict[int, torch.Tensor] = {}
     seconds = {"pre": 0.0, "inference": 0.0, "nms": 0.0}
-    bar = tqdm(dataset.loader(c.workers), desc="val", unit="batch", disable=None if c.progress else True, leave=False)
+    bar = tqdm(dataset.loader(c.workers, c.shard), desc="val", unit="batch", disable=None if c.progress else True, leave=False)
     for images, letterboxes, indices in bar:
         t0 = time.perf_counter()
         x = images.float().div_(255)
@@ -89,6 +91,13 @@ def batched_detections(infer: Callable[[torch.Tensor], torch.Tensor], samples: l
     return out, seconds
 
 
+def gather_detections(dets: dict[int, torch.Tensor], rank: int, world: int) -> dict[int, torch.Tensor]:
+    """Every rank's {sample index: detections} merged on rank 0 (the others get {}); one collective."""
+    parts = [None] * world if rank == 0 else None
+    dist.gather_object(dets, parts, dst=0)
+    return {k: v for part in parts for k, v in part.items()} if rank == 0 else {}
+
+
 def coco_results(dets: dict[int, torch.Tensor]) -> list[dict]:
     """{image id: (n, 6) xyxy} -> COCO results (bbox xywh)."""
     results = []
@@ -101,9 +110,15 @@ def coco_results(dets: dict[int, torch.Tensor]) -> list[dict]:
 def run_eval(infer: Callable[[torch.Tensor], torch.Tensor], samples: list[Sample], names: list[str],
              c: EvalConfig = EvalConfig()) -> tuple[dict, list[dict]]:
     """One plain model over ``samples`` (what training's validation runs). Returns the metrics dict
-    (``detect.metrics.evaluate`` plus ``speed_ms``) and the COCO detections in original-image pixels."""
+    (``detect.metrics.evaluate`` plus ``speed_ms``) and the COCO detections in original-image pixels.
+    Sharded (``c.shard``), every rank must call it: rank 0 merges the detections and scores them, the
+    others get ({}, [])."""
     t_start = time.perf_counter()
     dets, seconds = batched_detections(infer, samples, c)
+    if c.shard[1] > 1:
+        dets = gather_detections(dets, *c.shard)
+        if c.shard[0] != 0:
+            return {}, []
     wall = time.perf_counter() - t_start
     detections = coco_results(dets)
     result = evaluate(coco_ground_truth(samples, names), detections, names, max_det=c.coco_max_det)

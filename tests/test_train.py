@@ -265,6 +265,28 @@ def test_ddp_two_processes_on_cpu(tmp_path, tiny_synthetic):
     assert (out / "weights" / "best.pt").is_file()
 
 
+def test_ddp_evaluation_on_every_rank_equals_one_process(tmp_path, yolov5n_pt, coco128):
+    """Two gloo ranks each run half the batches of coco128 val; rank 0 merges: the same detections and mAP as
+    one process (whole rectangular batches per rank, so every image is letterboxed as before)."""
+    from detect.backend import TorchBackend
+    from detect.data.config import load_data_config
+    from detect.data.labels import scan_split
+    from detect.evaluate import EvalConfig, run_eval
+
+    out = tmp_path / "ddp.json"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                        "29519", "tests/scripts/ddp_eval.py", str(yolov5n_pt), str(coco128), "320", str(out)],
+                       cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    cfg = load_data_config(coco128)
+    samples, _ = scan_split(cfg, "val", progress=False)
+    one, dets = run_eval(TorchBackend(yolov5n_pt, torch.device("cpu")), samples, cfg.names,
+                         EvalConfig(320, workers=0, progress=False))
+    two = json.loads(out.read_text())
+    assert two["world"] == 2 and two["detections"] == len(dets) > 0
+    assert two["map50_95"] == pytest.approx(one["map50_95"], abs=1e-9) and two["map50"] == pytest.approx(one["map50"])
+
+
 def _overfit_set(root: Path, n: int = 4, size: int = 256) -> Path:
     """``n`` images, each with two large figures of class 0 or 4 (trousers vs shorts under a white top)."""
     import cv2

@@ -73,11 +73,15 @@ class EvalDataset(Dataset):
         images, boxes, indices = zip(*batch)
         return torch.stack(images), list(boxes), list(indices)
 
-    def loader(self, workers: int = 2) -> DataLoader:
+    def loader(self, workers: int = 2, shard: tuple[int, int] = (0, 1)) -> DataLoader:
+        """Batches in order; with ``shard=(rank, world)`` only every world-th batch from ``rank``: whole batches,
+        so each image is letterboxed as in one process and the merged detections are the same."""
+        rank, world = shard
+        n = len(self)
+        batches = [list(range(b, min(b + self.batch_size, n))) for b in range(0, n, self.batch_size)]
         return DataLoader(
             self,
-            batch_size=self.batch_size,
-            shuffle=False,
+            batch_sampler=batches[rank::world],
             num_workers=workers,
             collate_fn=self.collate,
             persistent_workers=False,

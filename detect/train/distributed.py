@@ -8,8 +8,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-# Rank 0 validates and saves while the others wait in the next collective: NCCL's default
-# 10-minute timeout is too short for a large validation set. YOLOv5 uses 3 hours.
+# Every rank validates its share, but rank 0 alone scores, logs and saves while the others wait in the next
+# collective; NCCL's default 10-minute timeout can be short for that on a large set. YOLOv5 uses 3 hours.
 PROCESS_GROUP_TIMEOUT = timedelta(hours=3)
 
 

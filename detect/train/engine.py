@@ -82,9 +82,10 @@ def _fault_injected(rank: int, step: int) -> bool:
 
 @torch.inference_mode()
 def evaluate(model, samples, names, img: int, batch: int, workers: int, device, max_det: int = 300,
-             progress: bool = False) -> dict:
-    """COCO metrics of ``model`` (eval mode, no autograd) on ``samples``; see ``detect.evaluate.run_eval``."""
+             progress: bool = False, shard: tuple[int, int] = (0, 1)) -> dict:
+    """COCO metrics of ``model`` (eval mode, no autograd) on ``samples``; see ``detect.evaluate.run_eval``
+    (with ``shard=(rank, world)``, every rank runs its batches and rank 0 alone gets the metrics)."""
     model.eval()
-    c = EvalConfig(img, batch, max_det=max_det, workers=workers, progress=progress)
+    c = EvalConfig(img, batch, max_det=max_det, workers=workers, progress=progress, shard=shard)
     metrics, _ = run_eval(lambda t: model(t.to(device).float()), samples, names, c)
     return metrics

@@ -1,7 +1,8 @@
 """What happens between two epochs: averaging, validation, the results row, checkpoints, patience.
 
-Precise BN and the SWA finish run on every rank (their statistics are all-reduced); validation,
-logging and saving on rank 0.
+Precise BN and the SWA finish run on every rank (their statistics are all-reduced), and so does validation,
+each rank on its share of the batches (rank 0 merges the detections and scores them); logging and saving
+on rank 0.
 """
 
 from __future__ import annotations
@@ -32,15 +33,15 @@ def end_of_epoch(run, epoch: int, result: EpochResult) -> dict | None:
     if validated and cfg.hyp["precise_bn_batches"] > 0:
         evaluated, precise = precise_copy(run.opt.ema.module, run)
     swa_model = run.swa.finish(run) if (final and run.swa is not None) else None
+    metrics = _validate(run, evaluated) if validated else {}  # every rank runs its share of the batches
+    swa_metrics = _validate(run, swa_model) if swa_model is not None else {}
     if not run.main:
         return None
-    metrics = _validate(run, evaluated) if validated else {}
     improved = validated and fitness(metrics) > state.best_fitness
     if improved:
         state.best_fitness, state.epochs_without_gain = fitness(metrics), 0
     elif validated:
         state.epochs_without_gain += cfg.val_interval
-    swa_metrics = _validate(run, swa_model) if swa_model is not None else {}
     run.callbacks.on_epoch_end(run, epoch, _row(run, epoch, result, metrics, swa_metrics, precise))
     ck = run.checkpointer
     ck.save_last(run.model, run.opt.ema, run.objects(), state, cfg.to_plain(), cfg.hyp)
@@ -59,7 +60,7 @@ def end_of_epoch(run, epoch: int, result: EpochResult) -> dict | None:
 def _validate(run, model) -> dict:
     cfg = run.config
     return evaluate(model, run.data.val, run.data.cfg.names, cfg.val_img or cfg.img, DEFAULT_BATCH,
-                    min(cfg.workers, 2), run.device)
+                    min(cfg.workers, 2), run.device, shard=(run.rank, run.world))
 
 
 def _headline(m: dict) -> dict:
