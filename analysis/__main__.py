@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m analysis",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cli.HelpFormatter,
     )
     p.add_argument("--data", required=True, type=Path, help="data.yaml")
     p.add_argument("--out", required=True, type=Path, help="output folder")

@@ -215,7 +215,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m deploy.bench",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cli.HelpFormatter,
     )
     p.add_argument(
         "--weights",

@@ -193,7 +193,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m deploy.trt",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cli.HelpFormatter,
     )
     p.add_argument("--onnx", type=Path, required=True, help="model.onnx written by deploy.export")
     p.add_argument("--out", type=Path, default=None, help="engine path (default: beside the ONNX, model[_int8].engine)")

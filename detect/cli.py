@@ -27,7 +27,14 @@ def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None =
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown after each option; the description and the examples epilog kept as written."""
+    """Defaults shown after each option, once: not where the text already says its default, nor for a flag
+    or an option without one; the description and the examples epilog kept as written."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default" in text or action.default in (None, False, argparse.SUPPRESS) or action.default == []:
+            return text
+        return super()._get_help_string(action)
 
 
 def select_device(name: str | None):

@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m prune",
         description="Prune a YOLOv5 (network slimming by BatchNorm gamma, or a uniform control), in one or "
         "several steps with recovery training, and report mAP, GFLOPs and latency.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cli.HelpFormatter,
     )
     p.add_argument("--weights", required=True, type=Path, help="a checkpoint (ideally sparsity-trained)")
     p.add_argument("--data", required=True, help="data.yaml (validation before/after; recovery training)")

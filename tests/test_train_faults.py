@@ -196,3 +196,35 @@ def test_validation_workers_survive_a_group_sigterm(tiny_synthetic):
         os.kill(worker.pid, signal.SIGTERM)
     time.sleep(0.5)
     assert len(list(it)) == len(samples) - 2
+
+
+def test_sigkill_after_a_recovery_save_resumes_like_a_signal(tmp_path, tiny_synthetic):
+    """A kill no handler sees (SIGKILL, the out-of-memory killer) right after a mid-epoch recovery save: the
+    resumed run ends on the weights of a run never interrupted, as a signal-time last.pt does."""
+    straight = tmp_path / "straight"
+    assert _run(_cli(tiny_synthetic, straight)).returncode == 0
+    out = tmp_path / "killed"
+    r = _run(_cli(tiny_synthetic, out, "--save-period-min", "1e-9"), env={**os.environ, "DETECT_TEST_SIGKILL_AT": "3"})
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    state = load_checkpoint(out / "weights" / "last.pt")["train"]
+    assert (state["epoch"], state["iteration"]) == (0, 4)  # global step 3 is batch 4 of 5 in epoch 1
+    r = _run(_cli(tiny_synthetic, out, "--resume"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = load_checkpoint(straight / "weights" / "last.pt"), load_checkpoint(out / "weights" / "last.pt")
+    for key in ("model", "ema"):
+        for name, t in a[key].items():
+            assert torch.allclose(t.float(), b[key][name].float(), rtol=1e-4, atol=1e-6), (key, name)
+    assert a["train"]["ema_updates"] == b["train"]["ema_updates"]
+
+
+def test_recovery_timer_fires_once_per_period(monkeypatch):
+    from detect.train import state as state_mod
+
+    now = [100.0]
+    monkeypatch.setattr(state_mod.time, "monotonic", lambda: now[0])
+    timer = state_mod.RecoveryTimer(10)
+    now[0] += 599
+    assert not timer.due()
+    now[0] += 1
+    assert timer.due() and not timer.due()  # 10 minutes since the start, then the clock restarts
+    assert not state_mod.RecoveryTimer(0).due()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from detect import cli
 from detect.errors import UsageError
 from detect.hyp import DEFAULT as DEFAULT_HYP
 from detect.hyp import TRAIN_SECTION, load_hyp, overlay_saved, train_options
@@ -47,6 +48,7 @@ class TrainConfig:
     head_transfer: bool = True  # keep the pretrained head's rows for classes found by name
     resume_from: Path | None = None  # a last.pt; set by ``resumed``
     quiet: bool = False  # no progress bars (library use)
+    save_period_min: float = 10.0  # a recovery last.pt every N minutes mid-epoch (0: at epoch ends and on signals)
 
     def __post_init__(self):
         self.out = Path(self.out)
@@ -88,9 +90,9 @@ def check_numbers(cfg: TrainConfig) -> None:
     for name, low in (("img", 32), ("epochs", 1), ("batch", 1), ("val_interval", 1)):
         if getattr(cfg, name) < low:
             raise UsageError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(cfg, name)}")
-    for name in ("workers", "patience"):
+    for name in ("workers", "patience", "save_period_min"):
         if getattr(cfg, name) < 0:
-            raise UsageError(f"--{name} must be 0 or more, got {getattr(cfg, name)}")
+            raise UsageError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(cfg, name)}")
     if cfg.amp not in AMP_CHOICES:
         raise UsageError(f"--amp must be one of {', '.join(AMP_CHOICES)}, got {cfg.amp!r}")
     if cfg.val_img is not None and cfg.val_img < 32:
@@ -109,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train YOLOv5 on a data.yaml (from official or our weights, or from scratch). "
         "Writes OUT/weights/{last,best}.pt, results.csv/png, metrics.json and TensorBoard events.",
         epilog="Resume an interrupted run from its checkpoint alone: python -m detect.train --resume OUT/weights/last.pt",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cli.HelpFormatter,
     )
     p.add_argument("--data", help="data.yaml (required unless --resume)")
     p.add_argument(
@@ -128,9 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="validation input size, e.g. the full-image size at which sliced training's scale is kept",
     )
-    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--epochs", type=int, default=100, help="training epochs (the schedule's length)")
     p.add_argument("--batch", type=int, default=16, help="total batch size (split across DDP processes)")
-    p.add_argument("--out", type=Path, default=Path("runs/train/exp"))
+    p.add_argument("--out", type=Path, default=Path("runs/train/exp"),
+                   help="run folder: weights/last.pt and best.pt, results.csv/png, metrics.json, TensorBoard events")
     p.add_argument("--hyp", type=Path, default=DEFAULT_HYP,
                    help="hyperparameter YAML (keys: configs/hyp/default.yaml); python -m analysis's recommended.yaml "
                    "also sets --img, --val-img and --anchors where they are not given")
@@ -142,7 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", choices=["none", "ram"], default="none", help="keep decoded images in memory")
     p.add_argument("--patience", type=int, default=100, help="stop after this many epochs without improvement")
     p.add_argument("--val-interval", type=int, default=1, help="validate every N epochs (and always at the end)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the model's initialisation, sampling and augmentation")
+    p.add_argument("--save-period-min", type=float, default=10.0,
+                   help="also write last.pt every N minutes within an epoch, so a SIGKILL or an out-of-memory kill "
+                   "loses at most that long (0: only at epoch ends and on SIGINT/SIGTERM)")
     p.add_argument(
         "--no-head-transfer",
         action="store_true",
@@ -180,6 +186,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise UsageError(f"--resume: {last} not found; point --resume at a run's weights/last.pt")
         cfg = TrainConfig.resumed(last, args.device if "device" in given else None,
                                   args.workers if "workers" in given else None)
+        if "save-period-min" in given:  # how often to save is not part of the run's result
+            cfg.save_period_min = args.save_period_min
         clash = _resume_conflicts(args, given, cfg)
         if clash:
             raise UsageError(
@@ -214,6 +222,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         val_interval=args.val_interval,
         seed=args.seed,
         head_transfer=not args.no_head_transfer,
+        save_period_min=args.save_period_min,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import dataclass
 
@@ -53,6 +54,9 @@ def train_one_epoch(run, epoch: int, skip: int, stop) -> EpochResult:
             step.step(progress)
             if stopping:
                 return EpochResult(mean_over_ranks(mloss, run.world, run.device), rate, stopped_at=i + 1)
+            if run.main and run.recovery.due():  # rank 0's clock alone: the others go on to the next collective
+                run.save_last(epoch, i + 1)
+                _kill_injected(ni)
         run.callbacks.on_batch_end(run, epoch, i, images, labels, mloss, rate)
     return EpochResult(mean_over_ranks(mloss, run.world, run.device), seen / max(time.perf_counter() - t0, 1e-9))
 
@@ -72,6 +76,13 @@ def random_scale(x: torch.Tensor, img: int, span, seed: int, epoch: int, i: int)
     lo, hi = max(32, int(img * span[0]) // 32 * 32), max(32, int(img * span[1]) // 32 * 32)
     size = int(rng.integers(lo // 32, hi // 32 + 1)) * 32
     return x if size == x.shape[-1] else F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def _kill_injected(step: int) -> None:
+    """Test hook: ``DETECT_TEST_SIGKILL_AT=STEP`` kills the process (SIGKILL: no handler runs) right after a
+    recovery save at that global step, as an out-of-memory killer would."""
+    if os.environ.get("DETECT_TEST_SIGKILL_AT") == str(step):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _fault_injected(rank: int, step: int) -> bool:

@@ -41,7 +41,7 @@ from detect.train.engine import train_one_epoch
 from detect.train.epoch_end import end_of_epoch
 from detect.train.faults import RunLock, SignalStop
 from detect.train.hooks import default_hooks
-from detect.train.state import Checkpointer, TrainState
+from detect.train.state import Checkpointer, RecoveryTimer, TrainState
 from detect.train.step import TrainStep
 from detect.train.swa import SWA
 from detect.weights import load_checkpoint, load_model
@@ -73,6 +73,14 @@ class Run:
     callbacks: Callbacks
     swa: SWA | None
     resumed: bool
+    recovery: RecoveryTimer
+
+    def save_last(self, epoch: int, iteration: int = 0) -> None:
+        """last.pt at ``iteration`` batches into ``epoch`` (0: the epoch is complete); rank 0 writes."""
+        self.state.epoch, self.state.iteration, self.state.ema_updates = epoch, iteration, self.opt.ema.updates
+        if self.main:
+            self.checkpointer.save_last(self.model, self.opt.ema, self.objects(), self.state, self.config.to_plain(),
+                                        self.config.hyp)
 
     @property
     def channels_last(self) -> bool:
@@ -153,7 +161,7 @@ def setup(config: TrainConfig, rank: int, world: int, device, hooks=(), callback
     cbs = Callbacks((callbacks if callbacks is not None else default_callbacks(config.out, saved is not None,
                                                                               config.quiet)) if main else ())
     run = Run(config, rank, world, device, data, model, net, opt, step, checkpointer, state, cbs, swa,
-              saved is not None)
+              saved is not None, RecoveryTimer(config.save_period_min))
     if main:
         _announce(run, source)
     return run
@@ -167,9 +175,8 @@ def _loop(run: Run, stop) -> FitResult:
     for epoch in range(start_epoch, cfg.epochs):
         result = train_one_epoch(run, epoch, skip if epoch == start_epoch else 0, stop)
         if result.stopped_at is not None:
-            state.epoch, state.iteration, state.ema_updates = epoch, result.stopped_at, run.opt.ema.updates
+            run.save_last(epoch, result.stopped_at)
             if run.main:
-                run.checkpointer.save_last(run.model, run.opt.ema, run.objects(), state, cfg.to_plain(), cfg.hyp)
                 print(f"stopped at epoch {epoch + 1}, iteration {result.stopped_at}; resume with "
                       f"python -m detect.train --resume {run.checkpointer.last}", file=sys.stderr)
             return FitResult(stopped=stop.signal or 2, last=run.checkpointer.last)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,20 @@ def restore_rng(state: dict) -> None:
     np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class RecoveryTimer:
+    """When a mid-epoch last.pt is due: every ``minutes`` of training (0: never), so a SIGKILL or an
+    out-of-memory kill loses at most that long (timm's ``CheckpointSaver.save_recovery``)."""
+
+    def __init__(self, minutes: float):
+        self.period, self.since = 60 * minutes, time.monotonic()
+
+    def due(self) -> bool:
+        if self.period <= 0 or time.monotonic() - self.since < self.period:
+            return False
+        self.since = time.monotonic()
+        return True
 
 
 class Checkpointer:
