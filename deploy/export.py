@@ -207,7 +207,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--batch", type=int, default=1, help="fixed batch size")
     g.add_argument("--dynamic-batch", type=int, default=0, metavar="MAX", help="dynamic batch up to MAX")
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset of the exported graphs")
     p.add_argument("--nms", action="store_true", help="also write graphs with NMS inside (ONNX Runtime and TensorRT)")
     p.add_argument("--conf", type=float, default=0.25, help="score threshold of the --nms graphs")
     p.add_argument("--iou", type=float, default=0.45, help="IoU threshold of the --nms graphs")

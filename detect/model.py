@@ -370,7 +370,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m detect.model", description="Parameters and GFLOPs of a YOLOv5 model.")
     p.add_argument("--model", default="yolov5s", help=f"one of {', '.join(SCALES)}")
     p.add_argument("--nc", type=int, default=80, help="number of classes")
-    p.add_argument("--img", type=int, nargs=2, default=[640, 640], metavar=("H", "W"))
+    p.add_argument("--img", type=int, nargs=2, default=[640, 640], metavar=("H", "W"), help="input shape for GFLOPs")
     args = p.parse_args(argv)
 
     try:

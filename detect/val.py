@@ -38,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weights", required=True, nargs="+",
                    help="our .pt checkpoint, an official YOLOv5 .pt, .onnx or .engine; several are fused (--fuse)")
     p.add_argument("--data", required=True, help="data.yaml")
-    p.add_argument("--split", default="val", choices=["train", "val", "test"])
+    p.add_argument("--split", default="val", choices=["train", "val", "test"], help="the data.yaml split scored")
     p.add_argument("--img", type=int, nargs="+", default=[640],
                    help="long side of the network input, pixels; several sizes are fused (--fuse)")
     p.add_argument("--batch", type=int, default=DEFAULT_BATCH,

@@ -147,13 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--distill", action="store_true", help="recover with the unpruned model as teacher")
     p.add_argument("--sensitivity", action="store_true",
                    help="scan: mAP after removing --sensitivity-share of one group at a time (table + plot)")
-    p.add_argument("--sensitivity-share", type=float, default=0.25)
+    p.add_argument("--sensitivity-share", type=float, default=0.25,
+                   help="with --sensitivity: the share of each layer's channels removed to measure its mAP drop")
     p.add_argument("--img", type=int, default=640, help="training input size (and validation size unless --val-img)")
     p.add_argument("--val-img", type=int, default=None, help="validation input size (sliced training: the full-image size)")
     p.add_argument("--batch", type=int, default=16, help="the recovery, fine-tuning and taylor-estimate batch (validation runs at "
                    "detect.val's default, 16, as training does)")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--workers", type=int, default=2, help="data-loading processes for recovery and scoring")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N for recovery training and scoring")
     p.add_argument("--hyp", default=None,
                    help="hyperparameter file for recovery and fine-tuning (default: configs/hyp/recover.yaml, "
                    "the fine-tuning recipe at lr0 0.001 without warmup)")
@@ -165,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-shape", type=int, nargs=2, default=[384, 640], metavar=("H", "W"),
                    help="input shape for GFLOPs and latency")
     p.add_argument("--latency-iters", type=int, default=50, help="ONNX Runtime timing iterations (0 = skip)")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True,
+                   help="output folder: pruned.pt, report.json/md and plots, each step's and the fine-tuning's runs")
     return p
 
 
