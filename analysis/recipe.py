@@ -12,10 +12,6 @@ import math
 
 from detect.hyp import TRAIN_SECTION
 
-# what the demo measured for sliced training: windows twice the network size, validated on whole images
-# at the same scale (320 on 640-px windows, 960 on 1920-px images: README, "What make demo shows")
-SLICE_WINDOW_PER_IMG = 2
-
 
 def recipe(recs: list[dict], img: int, long_side: int) -> tuple[list[tuple], list[tuple], list[str]]:
     """(hyperparameter lines, train-option lines, comment-only advice); a line is (key, value, why)."""
@@ -23,8 +19,8 @@ def recipe(recs: list[dict], img: int, long_side: int) -> tuple[list[tuple], lis
     for r in recs:
         setting, value, why = r["setting"], r["value"], r["because"]
         if setting == "sliced_training" and value:
-            window = SLICE_WINDOW_PER_IMG * img
-            hyp += [("slice", True, why), ("slice_window", window, f"{SLICE_WINDOW_PER_IMG}x the network size"),
+            window = value["window"]
+            hyp += [("slice", True, why), ("slice_window", window, f"{window / img:g}x the network size"),
                     ("slice_min_visible", value["min_visible"], "keep a box cut by the window if this share shows")]
             val_img = math.ceil(long_side * img / window / 32) * 32
             train.append(("val_img", val_img, f"whole {long_side}-px images at the windows' scale"))
