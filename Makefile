@@ -31,7 +31,7 @@ SET ?=
 # to the proofs' recipe: STRATEGY=taylor (channels ranked by the task's loss change; on the synthetic set
 # as l1, which kept 0.908 of its baseline at 0.575x GFLOPs, and 1.7x l1's mAP on the transferred person
 # task: slimming round 13), ROUND_TO=16, 30 distilled epochs at the training schedule's rate
-# (configs/hyp/rewind.yaml). Budget 25-30 epochs for a 0.6x prune to recover (README).
+# (configs/hyp/rewind.yaml). Budget 25-30 epochs for a 0.6x prune to recover (docs/slimming.md).
 TRAIN_IMG_ARG = $(if $(and $(RECIPE),$(filter file,$(origin TRAIN_IMG))),,--img $(TRAIN_IMG))
 SPARSITY ?= 0.001
 SPARSITY_MODE ?= channel
@@ -112,7 +112,7 @@ bench: setup  ## latency + mAP table (PyTorch / ONNX Runtime / OpenVINO / Tensor
 	  $(if $(wildcard $(BENCH_DATA)),--calib-data $(BENCH_DATA) --data $(BENCH_DATA)) \
 	  $(if $(wildcard $(OUT)/deploy/*.engine),--engine $(wildcard $(OUT)/deploy/*.engine)) --json $(OUT)/bench/bench.json
 
-# The demo's recipe (README, "What make demo shows"): sliced training at 320 on 640-px windows, validated
+# The demo's recipe (docs/training.md, "What make demo shows"): sliced training at 320 on 640-px windows, validated
 # and used at 960 on the whole 1920-px images (the same scale); 30 epochs at batch 8 = 600 optimiser
 # steps; the pretrained head's box and objectness rows kept. Then a gentle uniform prune (10% of every
 # layer, rounded to multiples of 8) with 4 distilled recovery epochs: measured -0.002 mAP50-95.
@@ -136,7 +136,7 @@ demo: data  ## the whole pipeline on the embedded dataset (+ the shared photos i
 	@if [ -f "$(SHARED)/weights/yolov5n.pt" ]; then \
 	  $(PY) -m detect.predict --weights $(SHARED)/weights/yolov5n.pt --source "$(SHARED)/images" --img 640 --device cpu --out $(OUT)/demo/predict-photos --save-images && \
 	  $(PY) -m detect.val --weights $(SHARED)/weights/yolov5n.pt --data $(SHARED)/datasets/coco128/data.yaml --img 640 --device cpu --json $(OUT)/demo/val-coco128.json; \
-	else echo "demo: $(SHARED)/weights/yolov5n.pt not found; skipping the pretrained-weights steps (see README: Data and weights)"; fi
+	else echo "demo: $(SHARED)/weights/yolov5n.pt not found; skipping the pretrained-weights steps (see docs/data.md)"; fi
 	@$(PY) -c "import json; m = json.load(open('$(OUT)/demo/val-synthetic.json')); \
 	  print(f\"demo model on the synthetic val at 960: mAP50 {m['map50']:.3f} (all classes), {m['per_class'][0]['map50']:.3f} ({m['per_class'][0]['class']}, the head class); mAP50-95 {m['map50_95']:.3f}\")"
 

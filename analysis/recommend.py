@@ -11,7 +11,7 @@ IMBALANCE_SAMPLING = 10.0  # class-balanced sampling above this max/min ratio
 HEAD_SHARE_FOCAL = 0.5  # focal loss when one class holds this share of boxes
 MOSAIC_CUT_SHARE = 0.25  # caution on mosaic above this share of boxes cut
 # sliced training as the demo measured it: windows twice the network size, validated on whole images at the
-# same scale (320 on 640-px windows, 960 on 1920-px images: README, "What make demo shows")
+# same scale (320 on 640-px windows, 960 on 1920-px images: docs/training.md, "What make demo shows")
 SLICE_WINDOW_PER_IMG = 2
 BPR_OK = 0.98  # YOLOv5 keeps its default anchors above this best possible recall
 CROWD_SHARE = 0.05  # NMS IoU advice when this share of boxes overlaps one of its class at IoU > 0.5
