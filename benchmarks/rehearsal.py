@@ -163,11 +163,9 @@ def bench_stage(r: Rehearsal, state: dict) -> Stage:
     write_json(result, r.out / "bench" / "bench.json")
     plot_rows(result["rows"], r.out / "bench" / "bench.png")
     (r.out / "bench" / "table.txt").write_text(format_table(result["rows"]) + "\n")
-    ort = {(Path(row["weights"]).stem, row["backend"]): row for row in result["rows"]
-           if row["backend"].startswith("ONNX Runtime") and row["backend"].endswith("CPU")}
-    figure = "; ".join(f"{name} {backend.split()[2]} {row['model']['p50_ms']:.1f} ms, mAP50-95 "
-                       f"{row['accuracy']['map50_95']:.4f}" for (name, backend), row in ort.items()
-                       if "FP16" not in backend)
+    rows = [row for row in result["rows"] if row["runtime"] == "onnxruntime" and row["precision"] != "fp16"]
+    figure = "; ".join(f"{Path(row['weights']).stem} ONNX Runtime {row['precision'].upper()} "
+                       f"{row['model']['p50_ms']:.1f} ms, mAP50-95 {row['accuracy']['map50_95']:.4f}" for row in rows)
     return Stage("bench", "bench/bench.json", figure)
 
 

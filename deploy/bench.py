@@ -26,6 +26,7 @@ import json
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -119,7 +120,8 @@ def time_alone(group: list[tuple[dict, tuple[Path, str]]], image: Path, shape: t
     files = {row["backend"]: path for row, (path, _) in group}
     runtimes = {row["backend"]: runtime for row, (_, runtime) in group}
     timed = time_isolated_pipeline(files, image, shape, rounds, max(1, math.ceil(iters / rounds)), warmup, runtimes)
-    base = next((timed[k] for k in files if k.startswith("ONNX Runtime FP32")), None)
+    base = next((timed[row["backend"]] for row, _ in group
+                 if row["runtime"] == "onnxruntime" and row["precision"] == "fp32"), None)
     for row, _ in group:
         for part, per_round in timed[row["backend"]].items():
             row[part] = {**_stats([t for r in per_round for t in r], shape[0]), "process": "own, interleaved",
@@ -172,31 +174,46 @@ def _exported(weights: Path, shape, batch: int, tmp: Path, calib_data: str | Non
     return files
 
 
+@dataclass
+class Candidate:
+    """One row of the table before it is timed: ``make()`` builds its backend. ``isolated``: (file,
+    deploy.session_timer runtime) for the CPU rows of ONNX Runtime and OpenVINO, timed in processes of their
+    own (this process builds those only to score them, after every timing child ran); None: timed here."""
+
+    label: str
+    runtime: str  # pytorch, onnxruntime, openvino, tensorrt
+    precision: str  # fp32, fp16, int8, or OpenVINO's inference type (bf16, f16) on an FP32 graph
+    make: Callable
+    cuda: bool = False
+    isolated: tuple[Path, str] | None = None
+
+
 def _backends(weights: Path, shape, batch: int, onnx_files: list[Path], engines: list[Path], tmp: Path,
               calib_data: str | None = None):
-    """(label, make, on_cuda, alone) for every backend available here: ``make()`` builds the backend;
-    ``alone``: (file, deploy.session_timer runtime) for the rows timed in a process of their own (CPU ONNX Runtime
-    and OpenVINO; this process builds those only to score them, after every timing child ran), else None."""
-
+    """A Candidate for every backend available here, the graphs' precision read from their metadata."""
     cpu = torch.device("cpu")
-    yield "PyTorch FP32 CPU", partial(TorchBackend, weights, cpu), False, None
+    yield Candidate("PyTorch FP32 CPU", "pytorch", "fp32", partial(TorchBackend, weights, cpu))
     if torch.cuda.is_available():
-        yield "PyTorch FP32 CUDA", partial(TorchBackend, weights, torch.device("cuda")), True, None
-        yield "PyTorch FP16 CUDA", partial(TorchBackend, weights, torch.device("cuda"), half=True), True, None
+        cuda = torch.device("cuda")
+        yield Candidate("PyTorch FP32 CUDA", "pytorch", "fp32", partial(TorchBackend, weights, cuda), cuda=True)
+        yield Candidate("PyTorch FP16 CUDA", "pytorch", "fp16", partial(TorchBackend, weights, cuda, half=True), cuda=True)
     onnx_files = onnx_files or _exported(weights, shape, batch, tmp, calib_data)
     device, where = _ort_device()
     for f in onnx_files:
-        precision = "INT8" if "int8" in f.name else "FP16" if "fp16" in f.name else "FP32"
-        yield (f"ONNX Runtime {precision} {where}", partial(OnnxBackend, f, device), False,
-               (f, "ort") if where == "CPU" else None)
-        if _has_openvino() and precision != "FP16":  # the CPU plugin runs FP16 files in f32: nothing to time
-            yield f"OpenVINO {precision} CPU", partial(OpenVinoBackend, f, cpu), False, (f, "openvino")
-            if precision == "FP32":
+        precision = read_metadata(f).get("precision", "fp32")
+        yield Candidate(f"ONNX Runtime {precision.upper()} {where}", "onnxruntime", precision,
+                        partial(OnnxBackend, f, device), isolated=(f, "ort") if where == "CPU" else None)
+        if _has_openvino() and precision != "fp16":  # the CPU plugin runs FP16 files in f32: nothing to time
+            yield Candidate(f"OpenVINO {precision.upper()} CPU", "openvino", precision, partial(OpenVinoBackend, f, cpu),
+                            isolated=(f, "openvino"))
+            if precision == "fp32":
                 half = openvino_half_precision()
-                yield f"OpenVINO {half.upper()} CPU", partial(OpenVinoBackend, f, cpu, half=True), False, (f, "openvino-half")
+                yield Candidate(f"OpenVINO {half.upper()} CPU", "openvino", half,
+                                partial(OpenVinoBackend, f, cpu, half=True), isolated=(f, "openvino-half"))
     for e in engines:
         precision = _engine_meta(e).get("precision", "fp16")
-        yield f"TensorRT {precision.upper()}", partial(TrtBackend, e, torch.device("cuda")), True, None
+        yield Candidate(f"TensorRT {precision.upper()}", "tensorrt", precision,
+                        partial(TrtBackend, e, torch.device("cuda")), cuda=True)
 
 
 def _for_shape(files: list[Path], shape, read) -> list[Path]:
@@ -293,13 +310,14 @@ def bench(args: BenchConfig) -> dict:
                 onnx_files = _for_shape(args.onnx, shape, read_metadata) if len(args.weights) == 1 else []
                 engines = _for_shape(args.engine, shape, _engine_meta) if len(args.weights) == 1 else []
                 alone = []
-                for label, make, cuda, key in _backends(w, shape, args.batch, onnx_files, engines, tmp, args.calib_data):
-                    backend = None if key else make()
-                    r = ({"backend": label, "model": None, "end_to_end": None} if key else  # filled by time_alone
-                         bench_backend(label, backend, shape, args.batch, image, args.warmup, args.iters, cuda))
-                    rows.append({"weights": str(w), "shape": list(shape), "batch": args.batch, **r})
-                    to_score += [(rows[-1], backend, make, shape)] if scored else []
-                    alone += [(rows[-1], key)] if key else []
+                for c in _backends(w, shape, args.batch, onnx_files, engines, tmp, args.calib_data):
+                    backend = None if c.isolated else c.make()
+                    r = ({"backend": c.label, "model": None, "end_to_end": None} if c.isolated else  # time_alone fills
+                         bench_backend(c.label, backend, shape, args.batch, image, args.warmup, args.iters, c.cuda))
+                    rows.append({"weights": str(w), "shape": list(shape), "batch": args.batch, "runtime": c.runtime,
+                                 "precision": c.precision, **r})
+                    to_score += [(rows[-1], backend, c.make, shape)] if scored else []
+                    alone += [(rows[-1], c.isolated)] if c.isolated else []
                 time_alone(alone, image, (args.batch, 3, *shape), min(args.rounds, args.iters), args.iters, args.warmup)
         for row, backend, make, shape in to_score:  # a CPU row's backend is built here, after its timing children
             row["accuracy"] = fixed_shape_map(backend or make(), *scored, shape)

@@ -190,6 +190,8 @@ def test_bench_json_schema(tmp_path, yolov5n_pt, coco128):
     assert result["machine"]["cpu"] and {"isa", "threads"} <= result["machine"].keys()  # every figure names its CPU
     backends = [row["backend"] for row in result["rows"]]
     assert {"PyTorch FP32 CPU", "ONNX Runtime FP32 CPU", "ONNX Runtime FP16 CPU"} <= set(backends)
+    kinds = {(row["runtime"], row["precision"]) for row in result["rows"]}  # fields, read from each graph's metadata
+    assert {("pytorch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16")} <= kinds
     for row in result["rows"]:
         for part in ("model", "end_to_end"):
             assert {"p50_ms", "p90_ms", "p99_ms", "images_per_s"} <= row[part].keys()
