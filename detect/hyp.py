@@ -1,4 +1,5 @@
-"""Hyperparameters: ``configs/hyp/default.yaml`` overlaid with a user file and ``--set`` pairs.
+"""Hyperparameters: ``configs/hyp/default.yaml`` overlaid with a user file and ``--set`` pairs, as a frozen
+``Hyp`` record (``hyp.lr0``; ``hyp.replace(lr0=0.001)`` for a changed copy, checked like a file).
 
 The defaults file is the schema: every key it lists is the only key accepted, and its value's
 type is the type accepted (an int where a float is expected is fine; a list keeps its length).
@@ -8,6 +9,7 @@ resumed run's hyperparameters on today's defaults, so a key added since still ha
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,22 @@ def defaults() -> dict:
     return yaml.safe_load(DEFAULT.read_text())
 
 
-def load_hyp(path: str | Path | None = None, overrides: dict | None = None) -> dict:
+def _record(schema: dict) -> type:
+    """A frozen dataclass with one typed field per key of the defaults file, in its order, YOLOv5's names kept."""
+    fields = [(k, type(v), dataclasses.field(default_factory=lambda v=v: list(v)) if isinstance(v, list)
+               else dataclasses.field(default=v)) for k, v in schema.items()]
+    return dataclasses.make_dataclass("Hyp", fields, frozen=True, namespace={
+        "__module__": __name__,  # picklable as detect.hyp.Hyp (data-loading workers, checkpoints never hold it)
+        "__doc__": "The hyperparameters of a run: configs/hyp/default.yaml's keys as typed, read-only fields.",
+        "as_dict": lambda self: dataclasses.asdict(self),
+        "replace": lambda self, **changes: dataclasses.replace(self, **validate(changes, self.as_dict(), "replace")),
+    })
+
+
+Hyp = _record(defaults())
+
+
+def load_hyp(path: str | Path | None = None, overrides: dict | None = None) -> Hyp:
     """Defaults, then the file at ``path``, then ``overrides``; each value checked against its default's type."""
     hyp = defaults()
     if path is not None and Path(path).resolve() != DEFAULT:
@@ -44,7 +61,7 @@ def load_hyp(path: str | Path | None = None, overrides: dict | None = None) -> d
         hyp.update(validate(user, hyp, str(path)))
     if overrides:
         hyp.update(validate(overrides, hyp, "--set"))
-    return hyp
+    return Hyp(**hyp)
 
 
 def _read(path: Path) -> dict:
@@ -116,7 +133,7 @@ def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
     return value
 
 
-def overlay_saved(saved: dict, where: str) -> dict:
+def overlay_saved(saved: dict, where: str) -> Hyp:
     """A resumed run's hyperparameters on today's defaults; keys added since are announced with their value."""
     hyp = defaults()
     known = {k: v for k, v in saved.items() if k in hyp}
@@ -126,4 +143,4 @@ def overlay_saved(saved: dict, where: str) -> dict:
         print(f"note: {where} predates hyperparameter {key}; using its default {hyp[key]!r}", file=sys.stderr)
     if dropped:
         print(f"note: {where}: hyperparameter(s) {', '.join(dropped)} no longer exist; ignored", file=sys.stderr)
-    return hyp
+    return Hyp(**hyp)

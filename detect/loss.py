@@ -8,13 +8,14 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import box_convert, complete_box_iou_loss, sigmoid_focal_loss
 
+from detect.hyp import Hyp
 from detect.model import Detect
 
 # Neighbour offsets: the centre cell, then left, up, right, down (in half-cell units).
 _OFFSETS = torch.tensor([[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1]], dtype=torch.float32) * 0.5
 
 
-def distillation_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], hyp: dict) -> torch.Tensor:
+def distillation_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], hyp: Hyp) -> torch.Tensor:
     """Output distillation for YOLO heads: soft-target BCE on objectness everywhere, and where the teacher
     sees an object (weighted by its objectness) soft-target BCE on each class and L2 on the box outputs.
 
@@ -25,7 +26,7 @@ def distillation_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], 
     each term's gradient is of the order of the detection loss's (measured on yolov5n: obj 2.8, cls 1.5,
     box 3.4 against 3.4), so a model distilled from itself stays where it is.
     """
-    temp = hyp["distill_temperature"]
+    temp = hyp.distill_temperature
     obj_sum = cls_sum = box_sum = torch.zeros((), device=student[0].device)
     for s, t in zip(student, teacher):
         s, t = s.float(), t.float().detach()
@@ -40,7 +41,7 @@ def distillation_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], 
             cls_sum = cls_sum + (cls.mean(-1) * weight).sum()
         box = (s[..., :4].sigmoid() - t[..., :4].sigmoid()).pow(2).sum(-1)
         box_sum = box_sum + (box * weight).sum()
-    return hyp["distill_cls"] * cls_sum + hyp["distill_obj"] * obj_sum + hyp["distill_box"] * box_sum
+    return hyp.distill_cls * cls_sum + hyp.distill_obj * obj_sum + hyp.distill_box * box_sum
 
 
 class YOLOLoss:
@@ -50,19 +51,19 @@ class YOLOLoss:
     ``targets``: ``(n, 6)`` rows of image index, class, cx, cy, w, h (normalised to the input).
     """
 
-    def __init__(self, detect: Detect, hyp: dict, img_size: int):
+    def __init__(self, detect: Detect, hyp: Hyp, img_size: int):
         self.na, self.nc, self.nl = detect.na, detect.nc, detect.nl
         self.detect = detect
         self.balance = {3: [4.0, 1.0, 0.4]}.get(self.nl, [4.0, 1.0, 0.25, 0.06, 0.02])
         # Gains are scaled so one setting works across class counts, level counts and input sizes.
-        self.box_gain = hyp["box"] * 3 / self.nl
-        self.cls_gain = hyp["cls"] * self.nc / 80 * 3 / self.nl
-        self.obj_gain = hyp["obj"] * (img_size / 640) ** 2 * 3 / self.nl
-        eps = hyp["label_smoothing"]
+        self.box_gain = hyp.box * 3 / self.nl
+        self.cls_gain = hyp.cls * self.nc / 80 * 3 / self.nl
+        self.obj_gain = hyp.obj * (img_size / 640) ** 2 * 3 / self.nl
+        eps = hyp.label_smoothing
         self.cp, self.cn = 1.0 - 0.5 * eps, 0.5 * eps
-        self.anchor_t = hyp["anchor_t"]
-        self.fl_gamma, self.fl_alpha = hyp["fl_gamma"], hyp["fl_alpha"]
-        self.cls_pw, self.obj_pw = hyp["cls_pw"], hyp["obj_pw"]
+        self.anchor_t = hyp.anchor_t
+        self.fl_gamma, self.fl_alpha = hyp.fl_gamma, hyp.fl_alpha
+        self.cls_pw, self.obj_pw = hyp.cls_pw, hyp.obj_pw
 
     def _bce(self, logits: torch.Tensor, target: torch.Tensor, pos_weight: float) -> torch.Tensor:
         if self.fl_gamma > 0:

@@ -14,9 +14,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from detect.hyp import Hyp
+
 
 # --------------------------------------------------------------------------- optimiser
-def build_optimizer(model: nn.Module, hyp: dict, batch_size: int, accumulate: int) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, hyp: Hyp, batch_size: int, accumulate: int) -> torch.optim.Optimizer:
     """Three groups: conv/linear weights (with decay), BN weights and biases (without)."""
     decay, no_decay, biases = [], [], []
     for module in model.modules():
@@ -30,34 +32,34 @@ def build_optimizer(model: nn.Module, hyp: dict, batch_size: int, accumulate: in
             else:
                 decay.append(p)
     # Weight decay is defined for the nominal batch: scale it to the batch actually stepped.
-    wd = hyp["weight_decay"] * batch_size * accumulate / hyp["nominal_batch"]
-    if hyp["optimizer"] == "AdamW":
-        opt = torch.optim.AdamW(no_decay, lr=hyp["lr0"], betas=(hyp["momentum"], 0.999), weight_decay=0.0)
+    wd = hyp.weight_decay * batch_size * accumulate / hyp.nominal_batch
+    if hyp.optimizer == "AdamW":
+        opt = torch.optim.AdamW(no_decay, lr=hyp.lr0, betas=(hyp.momentum, 0.999), weight_decay=0.0)
     else:
-        opt = torch.optim.SGD(no_decay, lr=hyp["lr0"], momentum=hyp["momentum"], nesterov=True)
+        opt = torch.optim.SGD(no_decay, lr=hyp.lr0, momentum=hyp.momentum, nesterov=True)
     opt.add_param_group({"params": decay, "weight_decay": wd})
     opt.add_param_group({"params": biases, "weight_decay": 0.0})
     return opt
 
 
-def lr_lambda(hyp: dict, epochs: int) -> Callable[[int], float]:
+def lr_lambda(hyp: Hyp, epochs: int) -> Callable[[int], float]:
     """Epoch -> LR multiplier: cosine or linear from 1 to ``lrf``."""
-    lrf = hyp["lrf"]
-    if hyp["schedule"] == "linear":
+    lrf = hyp.lrf
+    if hyp.schedule == "linear":
         return lambda e: (1 - e / epochs) * (1.0 - lrf) + lrf
     return lambda e: ((1 - math.cos(e * math.pi / epochs)) / 2) * (lrf - 1) + 1
 
 
-def apply_warmup(opt: torch.optim.Optimizer, it: int, warmup_iters: int, epoch_factor: float, hyp: dict) -> None:
+def apply_warmup(opt: torch.optim.Optimizer, it: int, warmup_iters: int, epoch_factor: float, hyp: Hyp) -> None:
     """Linear warmup: biases fall from ``warmup_bias_lr``, other groups rise from 0; momentum ramps up."""
     x = it / warmup_iters
     for j, group in enumerate(opt.param_groups):
-        start = hyp["warmup_bias_lr"] if j == 2 else 0.0
+        start = hyp.warmup_bias_lr if j == 2 else 0.0
         group["lr"] = start + x * (group["initial_lr"] * epoch_factor - start)
         if "momentum" in group:
-            group["momentum"] = hyp["warmup_momentum"] + x * (hyp["momentum"] - hyp["warmup_momentum"])
+            group["momentum"] = hyp.warmup_momentum + x * (hyp.momentum - hyp.warmup_momentum)
         elif "betas" in group:
-            group["betas"] = (hyp["warmup_momentum"] + x * (hyp["momentum"] - hyp["warmup_momentum"]), 0.999)
+            group["betas"] = (hyp.warmup_momentum + x * (hyp.momentum - hyp.warmup_momentum), 0.999)
 
 
 # --------------------------------------------------------------------------- gradients
@@ -117,11 +119,11 @@ def centralize_gradients(model: nn.Module) -> None:
             p.grad.sub_(p.grad.mean(dim=tuple(range(1, p.grad.dim())), keepdim=True))
 
 
-def normalize_gradients(model: nn.Module, hyp: dict) -> None:
-    if hyp["grad_centralize"]:
+def normalize_gradients(model: nn.Module, hyp: Hyp) -> None:
+    if hyp.grad_centralize:
         centralize_gradients(model)
-    if hyp["grad_clip"] > 0:
-        nn.utils.clip_grad_norm_(model.parameters(), hyp["grad_clip"])
+    if hyp.grad_clip > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), hyp.grad_clip)
 
 
 class SAM:

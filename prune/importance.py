@@ -21,6 +21,7 @@ from detect.data.labels import Sample, scan_split
 from detect.data.train_dataset import TrainDataset
 from detect.errors import UsageError
 from detect.groups import prunable_groups
+from detect.hyp import Hyp
 from detect.loss import YOLOLoss
 
 # what the estimate sees: the training images as training frames them (a random window under sliced
@@ -33,7 +34,7 @@ def spread(samples: list[Sample], n: int) -> list[Sample]:
     return samples[:: max(1, len(samples) // n)][:n] if n > 0 else []
 
 
-def estimator(cfg, img: int, hyp: dict, images: int = 128, batch: int = 16):
+def estimator(cfg, img: int, hyp: Hyp, images: int = 128, batch: int = 16):
     """``model -> taylor_scores`` on ``images`` labelled images spread over ``cfg``'s train split (val without one),
     scanned once: iterative steps and the proof's curve re-estimate on each model they start from."""
     split = "train" if "train" in cfg.splits else "val"
@@ -43,7 +44,7 @@ def estimator(cfg, img: int, hyp: dict, images: int = 128, batch: int = 16):
     return lambda model: taylor_scores(model, samples, img, hyp, batch)
 
 
-def taylor_scores(model, samples: list[Sample], img: int, hyp: dict, batch: int = 16) -> dict[str, torch.Tensor]:
+def taylor_scores(model, samples: list[Sample], img: int, hyp: Hyp, batch: int = 16) -> dict[str, torch.Tensor]:
     """Prunable group name -> per root channel: the mean over batches of the squared first-order loss change
     when that channel is removed, summed over the group's coupled BatchNorms.
 
@@ -54,12 +55,12 @@ def taylor_scores(model, samples: list[Sample], img: int, hyp: dict, batch: int 
     if not samples:
         raise ValueError("taylor_scores needs labelled training images")
     net = copy.deepcopy(model).float().cpu().eval()
-    hyp = {**hyp, **_PLAIN}
+    hyp = hyp.replace(**_PLAIN)
     groups = prunable_groups(net)
     bns = list({id(bn): bn for g in groups for bn, _, _ in g.members}.values())
     params = [p for bn in bns for p in (bn.weight, bn.bias)]
     loss_fn = YOLOLoss(net.detect, hyp, img)
-    data = TrainDataset(samples, img, hyp, augment_data=bool(hyp.get("slice")), seed=0)
+    data = TrainDataset(samples, img, hyp, augment_data=hyp.slice, seed=0)
     total = {g.name: torch.zeros(g.size) for g in groups}
     batches = 0
     for start in range(0, len(data), batch):

@@ -66,11 +66,11 @@ def finetune(c: PruneConfig, checkpoint: Path, epochs: int, out: Path, share: fl
     overrides = parse_overrides(c.set)
     hyp = load_hyp(hyp_file or c.hyp, overrides)
     if "warmup_epochs" not in overrides:  # the warmup scales with the recovery: 10% of it, none after a small step
-        hyp["warmup_epochs"] = 0.0 if share is not None and share <= 0.1 else min(hyp["warmup_epochs"], 0.1 * epochs)
+        hyp = hyp.replace(warmup_epochs=0.0 if share is not None and share <= 0.1 else min(hyp.warmup_epochs, 0.1 * epochs))
     if "warmup_bias_lr" not in overrides:
         # trained biases: a warmup from 10x lr0 (the from-scratch recipe's 0.1) wiped a ccp model to mAP 0 in two
         # epochs (rewind.yaml, lr0 0.01); they start at lr0 at most
-        hyp["warmup_bias_lr"] = min(hyp["warmup_bias_lr"], hyp["lr0"])
+        hyp = hyp.replace(warmup_bias_lr=min(hyp.warmup_bias_lr, hyp.lr0))
     config = TrainConfig(data=c.data, out=out, model=str(checkpoint), weights=str(checkpoint),
                          teacher=str(c.weights) if c.distill else None, img=c.img, val_img=c.val_img, epochs=epochs,
                          val_interval=c.val_interval, batch=c.batch, hyp=hyp, device=c.device, workers=c.workers, quiet=True)

@@ -66,10 +66,10 @@ def test_recommended_yaml_loads_into_a_training_config(tmp_path, capsys):
     raw = yaml.safe_load(path.read_text())
     assert raw["fl_gamma"] == 1.5 and raw["train"] == {"img": 320, "val_img": 960, "anchors": "anchors.yaml"}
     hyp = load_hyp(path)
-    assert (hyp["slice"], hyp["slice_window"], hyp["class_balanced"], hyp["mosaic"]) == (True, 640, True, 0.5)
+    assert (hyp.slice, hyp.slice_window, hyp.class_balanced, hyp.mosaic) == (True, 640, True, 0.5)
     cfg = config_from_args(parse_args(["--data", "d.yaml", "--hyp", str(path)]))
     assert (cfg.img, cfg.val_img, cfg.anchors) == (320, 960, str(path.parent / "anchors.yaml"))
-    assert cfg.hyp["fl_gamma"] == 1.5 and "img 320 (from" in capsys.readouterr().out
+    assert cfg.hyp.fl_gamma == 1.5 and "img 320 (from" in capsys.readouterr().out
     cfg = config_from_args(parse_args(["--data", "d.yaml", "--hyp", str(path), "--img", "640"]))
     assert cfg.img == 640 and cfg.val_img == 960  # the command line wins, option by option
 

@@ -95,7 +95,7 @@ def test_group_hook_runs_on_unscaled_grads_in_a_training_step():
         seen["grad"] = bn.weight.grad.clone()
 
     step = TrainStep(model, model, lambda preds, t: (sum(p.sum() for p in preds) * 0, torch.zeros(3)), opt, scaler,
-                     ModelEMA(model, 0.9, 1.0), [GroupSparsity(0.01), grab], hyp={"sam": False})
+                     ModelEMA(model, 0.9, 1.0), [GroupSparsity(0.01), grab], hyp=load_hyp())
     step.backward(torch.zeros(1, 3, 64, 64), None, will_step=True)
     step.step(0.0)
     assert torch.allclose(seen["grad"], torch.full_like(seen["grad"], 0.01), atol=1e-6)  # 0.01 * gamma/|gamma|, unscaled
@@ -345,7 +345,7 @@ def test_taylor_score_is_the_squared_first_order_loss_change(tiny_synthetic, yol
 
     model = load_model(yolov5n_pt, fuse=False)[0].eval()  # 80 classes: the set's 12 class ids are valid labels
     samples, _ = scan_split(load_data_config(tiny_synthetic), "train", progress=False)
-    hyp = {**load_hyp(None, {}), **_PLAIN}
+    hyp = load_hyp(None, _PLAIN)
     scores = taylor_scores(model, samples, 64, hyp, batch=len(samples))
     group = next(g for g in prunable_groups(model) if (len(g.members) > 1) == coupled)
     data = TrainDataset(samples, 64, hyp, augment_data=False)

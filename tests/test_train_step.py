@@ -30,7 +30,7 @@ def _sum_loss(preds, targets):
 def _step(model, lr=1.0, hooks=(), scaler=None, hyp=None):
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     scaler = scaler or torch.amp.GradScaler("cpu", enabled=False)
-    hyp = {"sam": False, **(hyp or {})}
+    hyp = load_hyp(None, hyp or {})
     return TrainStep(model, model, _sum_loss, opt, scaler, ModelEMA(model, 0.9, 1.0), hooks, hyp=hyp), opt
 
 
@@ -95,7 +95,7 @@ def test_warmup_floor_never_exceeds_its_share_of_the_run():
     hyp = load_hyp()
     assert warmup_iterations(hyp, batches=1000, epochs=300)[0] == 3000  # YOLOv5's 3 epochs, untouched
     assert warmup_iterations(hyp, batches=10, epochs=3)[0] == 30  # warmup_epochs as given, no floor
-    iters, note = warmup_iterations({**hyp, "warmup_epochs": 0.5}, batches=8, epochs=10)  # the floor of 100
+    iters, note = warmup_iterations(hyp.replace(warmup_epochs=0.5), batches=8, epochs=10)  # the floor of 100
     assert iters == 8 and "capped at 10%" in note  # would be all 80 iterations of the run
 
 

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from detect.boxes import PAD_VALUE
+from detect.hyp import Hyp
 
 
 def crop_boxes(boxes: np.ndarray, cls: np.ndarray, x0: float, y0: float, x1: float, y1: float, min_visible: float):
@@ -110,25 +111,25 @@ def gridmask(img: np.ndarray, ratio: float, rng: np.random.Generator) -> np.ndar
     return out
 
 
-def build_albumentations(hyp: dict, seed: int = 0):
+def build_albumentations(hyp: Hyp, seed: int = 0):
     """Bbox-aware per-image transforms, configured from the hyperparameters."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # albumentations announces version checks on import
         import albumentations as A
 
-    geometric = hyp["scale"] > 0 or hyp["translate"] > 0 or hyp["degrees"] > 0
+    geometric = hyp.scale > 0 or hyp.translate > 0 or hyp.degrees > 0
     transforms = [
-        A.Affine(scale=(1 - hyp["scale"], 1 + hyp["scale"]), translate_percent=(-hyp["translate"], hyp["translate"]),
-                 rotate=(-hyp["degrees"], hyp["degrees"]), border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE,
+        A.Affine(scale=(1 - hyp.scale, 1 + hyp.scale), translate_percent=(-hyp.translate, hyp.translate),
+                 rotate=(-hyp.degrees, hyp.degrees), border_mode=cv2.BORDER_CONSTANT, fill=PAD_VALUE,
                  p=1.0 if geometric else 0.0),
-        A.HorizontalFlip(p=hyp["fliplr"]),
-        A.VerticalFlip(p=hyp["flipud"]),
-        A.ColorJitter(brightness=hyp["hsv_v"], contrast=0.0, saturation=hyp["hsv_s"], hue=hyp["hsv_h"], p=1.0),
-        A.Blur(blur_limit=(3, 7), p=hyp["blur"]),
-        A.MedianBlur(blur_limit=(3, 7), p=hyp["blur"]),
-        A.ToGray(p=hyp["gray"]),
-        A.CLAHE(p=hyp["clahe"]),
+        A.HorizontalFlip(p=hyp.fliplr),
+        A.VerticalFlip(p=hyp.flipud),
+        A.ColorJitter(brightness=hyp.hsv_v, contrast=0.0, saturation=hyp.hsv_s, hue=hyp.hsv_h, p=1.0),
+        A.Blur(blur_limit=(3, 7), p=hyp.blur),
+        A.MedianBlur(blur_limit=(3, 7), p=hyp.blur),
+        A.ToGray(p=hyp.gray),
+        A.CLAHE(p=hyp.clahe),
     ]
-    bbox = A.BboxParams(format="pascal_voc", label_fields=["cls"], min_visibility=hyp["min_visibility"], clip=True,
+    bbox = A.BboxParams(format="pascal_voc", label_fields=["cls"], min_visibility=hyp.min_visibility, clip=True,
                         filter_invalid_bboxes=True, min_width=1, min_height=1)
     return A.Compose(transforms, bbox_params=bbox, seed=seed)

@@ -20,6 +20,7 @@ from detect.boxes import resize_long_side
 from detect.data import augment
 from detect.data.dataset import load_image, to_tensor
 from detect.data.labels import Sample
+from detect.hyp import Hyp
 
 
 def _xyxy_pixels(sample: Sample, h: int, w: int) -> np.ndarray:
@@ -31,11 +32,11 @@ def _xyxy_pixels(sample: Sample, h: int, w: int) -> np.ndarray:
 class TrainDataset(Dataset):
     """Items: (image CHW uint8 RGB, labels (n, 6) = 0, class, cx, cy, w, h normalised).
 
-    Output images are ``img_size`` square. With ``hyp['slice']`` each image first gives a
+    Output images are ``img_size`` square. With ``hyp.slice`` each image first gives a
     random window at native resolution; otherwise it is resized so its long side is ``img_size``.
     """
 
-    def __init__(self, samples: list[Sample], img_size: int, hyp: dict, augment_data: bool = True,
+    def __init__(self, samples: list[Sample], img_size: int, hyp: Hyp, augment_data: bool = True,
                  cache_ram: bool = False, seed: int = 0, mosaic_until: int = 2**31):
         self.samples, self.img_size, self.hyp = samples, img_size, hyp
         self.augment, self.seed = augment_data, seed
@@ -52,16 +53,16 @@ class TrainDataset(Dataset):
 
     def _decode(self, i: int) -> np.ndarray:
         img = load_image(self.samples[i].path)
-        return img if self.hyp["slice"] else resize_long_side(img, self.img_size)
+        return img if self.hyp.slice else resize_long_side(img, self.img_size)
 
     def load(self, i: int, rng: np.random.Generator):
         """(image, xyxy pixel boxes, classes), long side <= img_size."""
         img = self.cache[i] if i in self.cache else self._decode(i)
         s = self.samples[i]
         boxes, cls = _xyxy_pixels(s, *img.shape[:2]), s.classes.copy()
-        if self.hyp["slice"] and self.augment:
-            img, boxes, cls = augment.random_window(img, boxes, cls, self.hyp["slice_window"],
-                                                    self.hyp["slice_min_visible"], self.hyp["slice_object_bias"], rng)
+        if self.hyp.slice and self.augment:
+            img, boxes, cls = augment.random_window(img, boxes, cls, self.hyp.slice_window,
+                                                    self.hyp.slice_min_visible, self.hyp.slice_object_bias, rng)
         h, w = img.shape[:2]
         if max(h, w) != self.img_size:
             r = self.img_size / max(h, w)
@@ -71,9 +72,9 @@ class TrainDataset(Dataset):
         return img, boxes, cls
 
     def _composed(self, i: int, rng: np.random.Generator, mosaic: bool):
-        if mosaic and rng.random() < self.hyp["mosaic"]:
+        if mosaic and rng.random() < self.hyp.mosaic:
             picks = [i, *rng.integers(0, len(self), 3)]
-            return augment.mosaic([self.load(int(k), rng) for k in picks], self.img_size, self.hyp["min_visibility"], rng)
+            return augment.mosaic([self.load(int(k), rng) for k in picks], self.img_size, self.hyp.min_visibility, rng)
         img, boxes, cls = self.load(i, rng)
         img, boxes = augment.place_letterboxed(img, boxes, self.img_size)
         return img, boxes, cls
@@ -81,17 +82,17 @@ class TrainDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]):
         i, epoch = key if isinstance(key, tuple) else (key, 0)
         rng = np.random.default_rng([self.seed, epoch, i])
-        mosaic = self.augment and self.hyp["mosaic"] > 0 and epoch < self.mosaic_until
+        mosaic = self.augment and self.hyp.mosaic > 0 and epoch < self.mosaic_until
         img, boxes, cls = self._composed(i, rng, mosaic)
         if self.augment:
-            if mosaic and rng.random() < self.hyp["mixup"]:
+            if mosaic and rng.random() < self.hyp.mixup:
                 other = self._composed(int(rng.integers(len(self))), rng, mosaic)
                 img, boxes, cls = augment.mixup((img, boxes, cls), other, rng)
             self.transform.set_random_seed(int(rng.integers(2**31)))
             out = self.transform(image=img, bboxes=boxes.astype(np.float32).reshape(-1, 4), cls=cls)
             img, boxes, cls = out["image"], np.asarray(out["bboxes"]).reshape(-1, 4), np.asarray(out["cls"])
-            if rng.random() < self.hyp["gridmask"]:
-                img = augment.gridmask(img, self.hyp["gridmask_ratio"], rng)
+            if rng.random() < self.hyp.gridmask:
+                img = augment.gridmask(img, self.hyp.gridmask_ratio, rng)
         s = float(self.img_size)
         labels = np.zeros((len(boxes), 6), np.float32)
         if len(boxes):

@@ -19,6 +19,7 @@ from detect.data.dataset import init_worker
 from detect.data.labels import Sample, scan_split
 from detect.data.train_dataset import EpochSampler, TrainDataset, class_balanced_weights
 from detect.errors import UsageError
+from detect.hyp import Hyp
 from detect.model import YOLOv5, build_model, default_arch, parse_model_name
 from detect.optim import ModelEMA, build_optimizer, lr_lambda
 from detect.train.config import TrainConfig
@@ -55,8 +56,8 @@ def build_data(config: TrainConfig, rank: int, world: int, pin_memory: bool, pro
     if config.batch % world:
         raise UsageError(f"--batch {config.batch} must be divisible by the {world} processes")
     dataset = TrainDataset(train, config.img, hyp, augment_data=True, cache_ram=config.cache == "ram",
-                           seed=config.seed, mosaic_until=config.epochs - hyp["close_mosaic"])
-    weights = class_balanced_weights(train, cfg.nc) if hyp["class_balanced"] else None
+                           seed=config.seed, mosaic_until=config.epochs - hyp.close_mosaic)
+    weights = class_balanced_weights(train, cfg.nc) if hyp.class_balanced else None
     sampler = EpochSampler(len(dataset), rank, world, config.seed, weights)
     batch = config.batch // world
     kw = dict(batch_size=batch, sampler=sampler, num_workers=config.workers, collate_fn=TrainDataset.collate,
@@ -169,29 +170,29 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
-def warmup_iterations(hyp: dict, batches: int, epochs: int) -> tuple[int, str]:
+def warmup_iterations(hyp: Hyp, batches: int, epochs: int) -> tuple[int, str]:
     """YOLOv5's warmup: ``warmup_epochs`` of iterations, raised to a floor of 100 iterations — but the
     floor never beyond ``warmup_max_share`` of the run (it made short fine-tunes warmup from end to end)."""
-    if hyp["warmup_epochs"] <= 0:
+    if hyp.warmup_epochs <= 0:
         return 0, "no warmup"
     total = batches * epochs
-    by_epochs = round(hyp["warmup_epochs"] * batches)
-    floor = min(100, int(hyp["warmup_max_share"] * total))
+    by_epochs = round(hyp.warmup_epochs * batches)
+    floor = min(100, int(hyp.warmup_max_share * total))
     iters = max(by_epochs, floor)
     if iters == by_epochs or floor == 100:
         return iters, f"warmup {iters} iterations ({iters / total:.0%} of the run)"
-    return iters, (f"warmup {iters} iterations (the 100-iteration floor capped at {hyp['warmup_max_share']:.0%} "
+    return iters, (f"warmup {iters} iterations (the 100-iteration floor capped at {hyp.warmup_max_share:.0%} "
                    f"of the run's {total})")
 
 
 def build_optimization(config: TrainConfig, model: YOLOv5, batches: int, device: torch.device) -> Optimization:
     hyp = config.hyp
-    accumulate = max(round(hyp["nominal_batch"] / config.batch), 1)
+    accumulate = max(round(hyp.nominal_batch / config.batch), 1)
     optimizer = build_optimizer(model, hyp, config.batch, accumulate)
     lr_at = lr_lambda(hyp, config.epochs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lr_at)
     dtype = amp_dtype(config.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    ema = ModelEMA(model, hyp["ema_decay"], hyp["ema_tau"])
+    ema = ModelEMA(model, hyp.ema_decay, hyp.ema_tau)
     warmup, _ = warmup_iterations(hyp, batches, config.epochs)
     return Optimization(optimizer, scheduler, scaler, ema, lr_at, accumulate, warmup, dtype)

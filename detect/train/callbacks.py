@@ -88,7 +88,7 @@ class TensorBoardLogger:
         for k, v in row.items():
             if k != "epoch" and isinstance(v, int | float) and not math.isnan(v):
                 self.writer.add_scalar(k, v, epoch + 1)
-        if run.config.hyp["sparsity"] > 0:
+        if run.config.hyp.sparsity > 0:
             gammas = bn_gammas(run.model)
             if gammas.numel():
                 self.writer.add_histogram("bn_gamma_abs", gammas.abs(), epoch + 1)
@@ -123,7 +123,7 @@ class ProgressBar:
             print(f"epoch {epoch + 1}: mAP50 {row['map50']:.4f} mAP50-95 {row['map50_95']:.4f} "
                   f"P {row['precision']:.3f} R {row['recall']:.3f}; {row['images_per_s']:.1f} img/s")
         if not math.isnan(row["swa/map50_95"]):
-            print(f"SWA of the last {run.config.hyp['swa_epochs']} epochs: mAP50 {row['swa/map50']:.4f} "
+            print(f"SWA of the last {run.config.hyp.swa_epochs} epochs: mAP50 {row['swa/map50']:.4f} "
                   f"mAP50-95 {row['swa/map50_95']:.4f}")
 
 

@@ -18,7 +18,7 @@ import yaml
 from detect import cli
 from detect.errors import UsageError
 from detect.hyp import DEFAULT as DEFAULT_HYP
-from detect.hyp import TRAIN_SECTION, load_hyp, overlay_saved, train_options
+from detect.hyp import TRAIN_SECTION, Hyp, load_hyp, overlay_saved, train_options
 from detect.weights import load_checkpoint
 
 AMP_CHOICES = ("fp16", "bf16", "off")
@@ -36,7 +36,7 @@ class TrainConfig:
     val_img: int | None = None  # validation size when it differs (sliced training: the size inference will use)
     epochs: int = 100
     batch: int = 16  # total across DDP processes
-    hyp: dict = field(default_factory=load_hyp)
+    hyp: Hyp = field(default_factory=load_hyp)
     device: str | None = None
     amp: str = "fp16"  # on CUDA; on CPU only bf16 applies (autocast)
     sync_bn: bool = False
@@ -237,12 +237,13 @@ def _resume_conflicts(args: argparse.Namespace, given: set[str], cfg: TrainConfi
     wanted = {}
     if "hyp" in given:  # only the keys the file sets
         hyp = load_hyp(args.hyp)
-        wanted.update({k: hyp[k] for k in _file_keys(args.hyp)})
+        wanted.update({k: getattr(hyp, k) for k in _file_keys(args.hyp)})
     if "set" in given:
         wanted.update(parse_overrides(args.set))
     for key, value in wanted.items():
-        if cfg.hyp.get(key) != value and not (isinstance(value, int | float) and cfg.hyp.get(key) == float(value)):
-            out.append(f"hyperparameter {key}={value!r} differs from the saved {cfg.hyp.get(key)!r}")
+        saved = getattr(cfg.hyp, key, None)
+        if saved != value and not (isinstance(value, int | float) and saved == float(value)):
+            out.append(f"hyperparameter {key}={value!r} differs from the saved {saved!r}")
     return out
 
 

@@ -65,8 +65,8 @@ def prepare_images(images: torch.Tensor, run, epoch: int, i: int) -> torch.Tenso
     """uint8 batch -> float in [0, 1] on the device; multi-scale resize; the model's memory format."""
     x = images.to(run.device, non_blocking=True).float().div_(255)
     hyp = run.config.hyp
-    if hyp["multi_scale"]:
-        x = random_scale(x, run.config.img, hyp["multi_scale_range"], run.config.seed, epoch, i)
+    if hyp.multi_scale:
+        x = random_scale(x, run.config.img, hyp.multi_scale_range, run.config.seed, epoch, i)
     return x.contiguous(memory_format=torch.channels_last) if run.channels_last else x
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from detect.evaluate import DEFAULT_BATCH
 from detect.groups import prunable_groups, separation
+from detect.hyp import Hyp
 from detect.optim import bn_gamma_summary, sparsity_strength
 from detect.train.engine import EpochResult, evaluate
 from detect.train.precise_bn import precise_copy
@@ -30,7 +31,7 @@ def end_of_epoch(run, epoch: int, result: EpochResult) -> dict | None:
     final = epoch == cfg.epochs - 1
     validated = final or (epoch + 1) % cfg.val_interval == 0
     evaluated, precise = run.opt.ema.module, 0
-    if validated and cfg.hyp["precise_bn_batches"] > 0:
+    if validated and cfg.hyp.precise_bn_batches > 0:
         evaluated, precise = precise_copy(run.opt.ema.module, run)
     swa_model = run.swa.finish(run) if (final and run.swa is not None) else None
     metrics = _validate(run, evaluated) if validated else {}  # every rank runs its share of the batches
@@ -52,7 +53,7 @@ def end_of_epoch(run, epoch: int, result: EpochResult) -> dict | None:
     if swa_metrics and fitness(swa_metrics) > state.best_fitness:
         state.best_fitness = fitness(swa_metrics)
         ck.save_best(run.model, swa_model.state_dict(), state, cfg.hyp,
-                     {**meta, **_headline(swa_metrics), "fitness": state.best_fitness, "swa_epochs": cfg.hyp["swa_epochs"]})
+                     {**meta, **_headline(swa_metrics), "fitness": state.best_fitness, "swa_epochs": cfg.hyp.swa_epochs})
         print(f"SWA weights score best (fitness {state.best_fitness:.4f}): saved as {ck.best}")
     return metrics or None
 
@@ -67,16 +68,16 @@ def _headline(m: dict) -> dict:
     return {k: m[k] for k in ("map50", "map50_95", "precision", "recall") if k in m}
 
 
-def _separation(model, hyp: dict) -> dict:
+def _separation(model, hyp: Hyp) -> dict:
     """Group-score separation at the target ratio: whether sparsity training has made a prune cheap."""
-    if hyp["sparsity"] <= 0:
+    if hyp.sparsity <= 0:
         return {"group_below_0.01": NAN, "removed_over_kept": NAN}
-    return separation(prunable_groups(model), hyp["sparsity_target"])
+    return separation(prunable_groups(model), hyp.sparsity_target)
 
 
 def _row(run, epoch: int, result: EpochResult, metrics: dict, swa: dict, precise: int) -> dict:
     hyp = run.config.hyp
-    strength = sparsity_strength(hyp["sparsity"], hyp["sparsity_schedule"], epoch / run.config.epochs)
+    strength = sparsity_strength(hyp.sparsity, hyp.sparsity_schedule, epoch / run.config.epochs)
     gamma = bn_gamma_summary(run.opt.ema.module)
     lrs = [g["lr"] for g in run.opt.optimizer.param_groups]
     row = {

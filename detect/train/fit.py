@@ -146,7 +146,7 @@ def setup(config: TrainConfig, rank: int, world: int, device, hooks=(), callback
         # (benchmarks/cpu_formats.py, docs/BENCHMARKS.md). CPU inference is NHWC: eval-mode BN is exact.
         model.to(memory_format=torch.channels_last)
     opt = build_optimization(config, model, data.batches, device)
-    swa = SWA(model, config.hyp["swa_epochs"], config.epochs) if config.hyp["swa_epochs"] > 0 else None
+    swa = SWA(model, config.hyp.swa_epochs, config.epochs) if config.hyp.swa_epochs > 0 else None
     checkpointer = Checkpointer(config.out, data.cfg.names)
     state = TrainState(gamma_start=bn_gamma_summary(model))
     if saved is not None:
@@ -261,7 +261,7 @@ def _write_run_files(config: TrainConfig, resumed: bool) -> None:
 
     config.out.mkdir(parents=True, exist_ok=True)
     if not resumed:
-        atomic_write_text(yaml.safe_dump(config.hyp, sort_keys=False), config.out / "hyp.yaml")
+        atomic_write_text(yaml.safe_dump(config.hyp.as_dict(), sort_keys=False), config.out / "hyp.yaml")
         atomic_write_text(yaml.safe_dump(config.to_plain(), sort_keys=False), config.out / "args.yaml")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from detect.hyp import Hyp
 from detect.optim import bn_sparsity_grad, centralize_gradients, sparsity_strength
 from detect.train.group_lasso import GroupSparsity
 
@@ -41,20 +42,20 @@ class ClipNorm:
         nn.utils.clip_grad_norm_(model.parameters(), self.max_norm)
 
 
-def sparsity_hook(hyp: dict):
+def sparsity_hook(hyp: Hyp):
     """The hyperparameters' sparsity regulariser (channel or group mode), or None when off."""
-    if hyp["sparsity"] <= 0:
+    if hyp.sparsity <= 0:
         return None
-    if hyp["sparsity_mode"] == "group":
-        return GroupSparsity(hyp["sparsity"], hyp["sparsity_schedule"])
-    return ChannelSparsity(hyp["sparsity"], hyp["sparsity_schedule"])
+    if hyp.sparsity_mode == "group":
+        return GroupSparsity(hyp.sparsity, hyp.sparsity_schedule)
+    return ChannelSparsity(hyp.sparsity, hyp.sparsity_schedule)
 
 
-def default_hooks(hyp: dict, extra=()) -> list:
+def default_hooks(hyp: Hyp, extra=()) -> list:
     """Regularisers (the hyp's sparsity, then ``extra``), then centralisation, then clipping."""
     hooks = [h for h in (sparsity_hook(hyp),) if h is not None] + list(extra)
-    if hyp["grad_centralize"]:
+    if hyp.grad_centralize:
         hooks.append(Centralize())
-    if hyp["grad_clip"] > 0:
-        hooks.append(ClipNorm(hyp["grad_clip"]))
+    if hyp.grad_clip > 0:
+        hooks.append(ClipNorm(hyp.grad_clip))
     return hooks

@@ -51,6 +51,6 @@ def recompute_bn_stats(model: nn.Module, batches, n: int, device, world: int = 1
 def precise_copy(ema_module: nn.Module, run) -> tuple[nn.Module, int]:
     """A copy of the EMA weights with precise BN statistics (the original keeps averaging untouched)."""
     model = copy.deepcopy(ema_module)
-    used = recompute_bn_stats(model, iter(run.data.loader), run.config.hyp["precise_bn_batches"], run.device,
+    used = recompute_bn_stats(model, iter(run.data.loader), run.config.hyp.precise_bn_batches, run.device,
                               run.world)
     return model.eval(), used

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from detect.hyp import Hyp
 from detect.optim import bn_gamma_summary
 from detect.weights import atomic_save, make_checkpoint
 
@@ -77,7 +78,7 @@ class Checkpointer:
         self.dir, self.names = Path(out) / "weights", list(names)
         self.last, self.best = self.dir / "last.pt", self.dir / "best.pt"
 
-    def save_last(self, model, ema, objects: dict, state: TrainState, config: dict, hyp: dict) -> None:
+    def save_last(self, model, ema, objects: dict, state: TrainState, config: dict, hyp: Hyp) -> None:
         """``objects``: optimizer, scheduler, scaler (anything with ``state_dict``)."""
         train = {
             **dataclasses.asdict(state),
@@ -86,19 +87,19 @@ class Checkpointer:
             "amp": config["amp"],
             "rng": rng_state(),
             "config": config,
-            "hyp": hyp,
+            "hyp": hyp.as_dict(),
         }
         meta = {"epoch": state.epoch + 1 if state.iteration == 0 else state.epoch, "bn_gamma": self._gamma(ema, state, hyp)}
         atomic_save(make_checkpoint(model, self.names, ema=ema.module.state_dict(), train=train, meta=meta), self.last)
 
-    def save_best(self, model, weights: dict, state: TrainState, hyp: dict, meta: dict) -> None:
+    def save_best(self, model, weights: dict, state: TrainState, hyp: Hyp, meta: dict) -> None:
         """``weights``: the state dict that was evaluated (the EMA, or its precise-BN / SWA variant)."""
-        gamma = {"start": state.gamma_start, "now": bn_gamma_summary(model), "sparsity": hyp["sparsity"]}
+        gamma = {"start": state.gamma_start, "now": bn_gamma_summary(model), "sparsity": hyp.sparsity}
         atomic_save(make_checkpoint(model, self.names, ema=weights, meta={**meta, "bn_gamma": gamma}), self.best)
 
     @staticmethod
-    def _gamma(ema, state: TrainState, hyp: dict) -> dict:
-        return {"start": state.gamma_start, "now": bn_gamma_summary(ema.module), "sparsity": hyp["sparsity"]}
+    def _gamma(ema, state: TrainState, hyp: Hyp) -> dict:
+        return {"start": state.gamma_start, "now": bn_gamma_summary(ema.module), "sparsity": hyp.sparsity}
 
     @staticmethod
     def restore(ckpt: dict, model, ema, objects: dict) -> TrainState:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from detect.hyp import Hyp, load_hyp
 from detect.loss import YOLOLoss, distillation_loss
 from detect.optim import SAM, ModelEMA
 
@@ -30,13 +31,13 @@ class TrainStep:
         hooks: Sequence[Callable[[nn.Module, float], None]] = (),
         amp_dtype: torch.dtype | None = None,
         teacher: nn.Module | None = None,
-        hyp: dict | None = None,
+        hyp: Hyp | None = None,
         world: int = 1,
     ):
         self.net, self.model, self.criterion = net, model, criterion
         self.optimizer, self.scaler, self.ema, self.hooks = optimizer, scaler, ema, list(hooks)
-        self.amp_dtype, self.teacher, self.hyp, self.world = amp_dtype, teacher, hyp or {}, world
-        self.sam = SAM(net, self.hyp["sam_rho"], self.hyp["sam_adaptive"]) if self.hyp.get("sam") else None
+        self.amp_dtype, self.teacher, self.hyp, self.world = amp_dtype, teacher, hyp or load_hyp(), world
+        self.sam = SAM(net, self.hyp.sam_rho, self.hyp.sam_adaptive) if self.hyp.sam else None
         self.device_type = next(model.parameters()).device.type
 
     def loss(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
