@@ -7,7 +7,8 @@ reads it without running code::
      "ema": state_dict | None, "train": {...} (last.pt only), "meta": {...}}
 
 Official YOLOv5 files pickle whole ``nn.Module`` objects of classes from the ultralytics
-repository (``models.yolo.Model``, ``models.common.C3``...). We never import that code: the
+repository (``models.yolo.Model``, ``models.common.C3``...), or from the ``yolov5`` package
+(``yolov5.models.yolo.Model``...), whose checkpoints also carry keys such as ``yolov5pip_version``. We never import that code: the
 checkpoint's globals are listed first (an opcode scan, nothing runs), YOLOv5's and torch.nn's
 module classes are mapped to inert placeholders that only receive their ``__dict__``, and
 anything else that is not a tensor or container refuses the whole file.
@@ -28,8 +29,9 @@ from detect.model import SCALES, YOLOv5
 from detect.outputs import atomic_write_bytes
 
 FORMAT = "detect-ckpt/1"
-# Module prefixes whose classes become placeholders: YOLOv5's own code and torch.nn layers.
-_PLACEHOLDER_PREFIXES = ("models.", "utils.", "torch.nn.modules.")
+# Module prefixes whose classes become placeholders: YOLOv5's own code — as the repository's train.py pickles it
+# (models.yolo.Model) and as the `yolov5` package's does (yolov5.models.yolo.Model) — and torch.nn layers.
+_PLACEHOLDER_PREFIXES = ("models.", "utils.", "yolov5.models.", "yolov5.utils.", "torch.nn.modules.")
 # numpy pieces older YOLOv5 checkpoints may carry in their training options; none runs code.
 _NUMPY_ALLOWED = {
     "numpy.core.multiarray._reconstruct",

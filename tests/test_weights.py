@@ -127,3 +127,106 @@ def test_pickle_module_is_not_used_directly():
     src = (Path(__file__).parents[1] / "detect" / "weights.py").read_text()
     assert "pickle.load" not in src and "weights_only=True" in src
     assert pickle.UnpicklingError  # the only use: the error type
+
+
+def _as_package_checkpoint(official: Path, out: Path) -> None:
+    """Re-pickle the official yolov5n.pt the way the `yolov5` package's train.py saves it: the same module tree,
+    its YOLOv5 classes under `yolov5.models.*`, plus the package's extra keys. Built here with stand-in
+    classes (the package itself is never imported)."""
+    import sys
+    import types
+
+    from detect import weights as w
+
+    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(official))
+    placeholders = {g: type(g.rsplit(".", 1)[1], (w._Inert,), {}) for g in unsafe if g not in w._NUMPY_ALLOWED}
+    raw = w._torch_load(official, [(cls, g) for g, cls in placeholders.items()])
+    standins, modules = {}, {}
+    for g, cls in placeholders.items():
+        module, name = g.rsplit(".", 1)
+        if module.startswith("torch.nn."):
+            standins[cls] = getattr(torch.nn, name)  # real torch layers, pickled as torch pickles them
+            continue
+        module = f"yolov5.{module}"
+        fake = modules.setdefault(module, types.ModuleType(module))
+        standins[cls] = type(name, (), {"__module__": module, "__qualname__": name})
+        setattr(fake, name, standins[cls])
+
+    def convert(obj):
+        if isinstance(obj, w._Inert):
+            new = object.__new__(standins[type(obj)])
+            new.__dict__.update({k: convert(v) for k, v in obj.__dict__.items()})
+            return new
+        if isinstance(obj, dict):
+            return type(obj)((k, convert(v)) for k, v in obj.items())
+        if isinstance(obj, list | tuple):
+            return type(obj)(convert(v) for v in obj)
+        return obj
+
+    ckpt = {**{k: v for k, v in raw.items() if k not in ("model", "ema")}, "model": convert(raw["model"]), "ema": None,
+            "yolov5pip_version": "7.0.14", "opt": {"imgsz": 320, "epochs": 10}, "date": "2026-12-03T10:00:00"}
+    saved = dict(sys.modules)
+    sys.modules.update({"yolov5": types.ModuleType("yolov5"), "yolov5.models": types.ModuleType("yolov5.models"),
+                        "yolov5.utils": types.ModuleType("yolov5.utils"), **modules})
+    try:
+        torch.save(ckpt, out)
+    finally:
+        for name in set(sys.modules) - set(saved):
+            del sys.modules[name]
+
+
+def test_a_yolov5_package_checkpoint_loads_as_the_repositorys(tmp_path, yolov5n_pt):
+    """best.pt from the `yolov5` package (classes under yolov5.models.*, extra keys): the same model, the same
+    detections as the repository's file, and a start for fine-tuning; nothing of the package is imported."""
+    import sys
+
+    from detect.backend import TorchBackend
+    from detect.data.dataset import load_image
+    from detect.infer.predictor import InferenceConfig, Member, Predictor
+    from tests.conftest import shared_path
+
+    path = tmp_path / "best.pt"
+    _as_package_checkpoint(yolov5n_pt, path)
+    assert any(g.startswith("yolov5.models.") for g in torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    ours, theirs = load_checkpoint(yolov5n_pt), load_checkpoint(path)
+    assert theirs["arch"] == ours["arch"] and theirs["names"] == ours["names"]
+    assert all(torch.equal(theirs["model"][k], v) for k, v in ours["model"].items())
+    image = load_image(shared_path("images/bus.jpg"))
+    dets = [Predictor([Member(TorchBackend(p, torch.device("cpu")), 640)], InferenceConfig())(image)
+            for p in (yolov5n_pt, path)]
+    assert len(dets[0]) >= 4 and torch.equal(dets[0], dets[1])
+    assert "yolov5" not in sys.modules
+    from detect.train import TrainConfig
+    from detect.train.builders import build_train_model
+
+    model, note = build_train_model(TrainConfig(data="unused.yaml", weights=str(path), img=320), ["person", "bus"])
+    assert "from" in note and model.arch["nc"] == 2  # fine-tuning starts from it, person and bus rows kept
+
+
+@pytest.mark.parametrize("module", ["models.common", "yolov5.models.common", "yolov5.utils.general"])
+def test_a_payload_under_any_yolov5_module_name_runs_nothing(tmp_path, monkeypatch, module):
+    import sys
+    import types
+
+    marker = tmp_path / "pwned"
+    parts = module.split(".")
+    for i in range(1, len(parts) + 1):
+        monkeypatch.setitem(sys.modules, ".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
+
+    def touch(path):
+        Path(path).touch()
+
+    touch.__module__, touch.__qualname__ = module, "touch"
+    sys.modules[module].touch = touch
+
+    class Payload:
+        def __reduce__(self):
+            return (touch, (str(marker),))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"model": Payload(), "epoch": 1, "yolov5pip_version": "7.0.14"}, path)
+    for i in range(len(parts), 0, -1):
+        monkeypatch.delitem(sys.modules, ".".join(parts[:i]))
+    with pytest.raises(WeightsError, match="evil.pt"):
+        load_checkpoint(path)
+    assert not marker.exists()
