@@ -130,7 +130,7 @@ def test_efficient_nms_graph_for_tensorrt(exported):
 def test_foreign_onnx_gets_a_clear_message(tmp_path):
     foreign = tmp_path / "foreign.onnx"
     torch.onnx.export(torch.nn.Conv2d(3, 4, 1), (torch.zeros(1, 3, 8, 8),), str(foreign), dynamo=False)
-    with pytest.raises(WeightsError, match="not exported by deploy.export"):
+    with pytest.raises(WeightsError, match="neither deploy.export's .* nor the official YOLOv5 exporter's"):
         read_metadata(foreign)
 
 
@@ -313,3 +313,46 @@ print("openvino threads", OpenVinoBackend({onnx_file!r}, cpu).compiled.get_prope
     r = _run("-c", code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[-1] == "2", r.stdout
+
+
+def _as_official_export(ours: Path, out: Path) -> None:
+    """Our FP32 graph written the way YOLOv5's export.py writes one: metadata ``stride`` "32" and ``names`` a Python
+    dict's repr, the weights in a ``.onnx.data`` file beside it, and an extra output (the input, echoed) listed
+    before the decoded one, whose last dimension is not 5 + nc."""
+    m = onnx.load(str(ours))
+    names = json.loads(next(p.value for p in m.metadata_props if p.key == "names"))
+    del m.metadata_props[:]
+    for key, value in (("stride", "32"), ("names", repr(dict(enumerate(names))))):
+        entry = m.metadata_props.add()
+        entry.key, entry.value = key, value
+    m.graph.node.append(onnx.helper.make_node("Identity", ["images"], ["echo"]))
+    echo = onnx.helper.make_tensor_value_info("echo", onnx.TensorProto.FLOAT, [d.dim_value for d in
+                                               m.graph.input[0].type.tensor_type.shape.dim])
+    m.graph.output.insert(0, echo)
+    onnx.save(m, str(out), save_as_external_data=True, all_tensors_to_one_file=True, location=out.name + ".data")
+
+
+def test_an_official_exporter_onnx_scores_as_our_own(tmp_path, yolov5n_pt, coco128):
+    """Metadata parsed as literals, the decoded output found by its width, external weights read from beside
+    the file: the same mAP on coco128 as our own export, in ONNX Runtime and in OpenVINO."""
+    from deploy.export import export
+    from detect.data.config import load_data_config
+    from detect.data.labels import scan_split
+    from detect.evaluate import fixed_shape_map
+    from detect.infer.runtimes import OnnxBackend, OpenVinoBackend
+
+    ours = export(yolov5n_pt, tmp_path / "ours", (320, 320)).fp32
+    theirs = tmp_path / "official" / "yolov5n.onnx"
+    theirs.parent.mkdir()
+    _as_official_export(ours, theirs)
+    assert (tmp_path / "official" / "yolov5n.onnx.data").stat().st_size > 1e6
+    meta = read_metadata(theirs)
+    assert meta["names"][:2] == ["person", "bicycle"] and meta["stride"] == 32 and meta["output_name"] != "echo"
+    assert meta["input_shape"] == [1, 3, 320, 320] and meta["exporter"] == "yolov5 export.py"
+    cfg = load_data_config(coco128)
+    samples = scan_split(cfg, "val", progress=False)[0][:32]
+    cpu = torch.device("cpu")
+    ref = fixed_shape_map(OnnxBackend(ours, cpu), samples, cfg.names, (320, 320))
+    for backend in (OnnxBackend(theirs, cpu), OpenVinoBackend(theirs, cpu)):
+        assert fixed_shape_map(backend, samples, cfg.names, (320, 320)) == pytest.approx(ref, abs=1e-4)
+    assert ref["map50_95"] > 0.1

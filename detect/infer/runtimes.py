@@ -35,19 +35,24 @@ class DeployedBackend:
         self.names: list[str] = self.meta["names"]
         self.stride = int(self.meta["stride"])
         batch, _, h, w = self.meta["input_shape"]
-        self.fixed_shape = (int(h), int(w))
+        self.fixed_shape = (int(h), int(w)) if h > 0 and w > 0 else None  # None: dynamic axes, any stride multiple
         self.static_batch = batch != -1  # a fixed-batch graph takes exactly `max_batch` images
         self.max_batch = int(batch) if self.static_batch else (int(self.meta.get("max_batch", 0)) or None)
         self.precision = self.meta.get("precision", "fp32")
+        self.output = self.meta.get("output_name")  # the decoded output (None: the first one, as ours)
+        # the official exporter's --half graphs take FP16 input; deploy.export's keep FP32 inputs and outputs
+        self.input_dtype = np.float16 if self.meta.get("exporter") != "deploy.export" and self.precision == "fp16" \
+            else np.float32
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float().cpu()
-        if tuple(x.shape[2:]) != self.fixed_shape:
+        if self.fixed_shape is not None and tuple(x.shape[2:]) != self.fixed_shape:
             raise WeightsError(
                 f"input {tuple(x.shape[2:])} but the ONNX graph was exported for {self.fixed_shape}; "
                 "re-export with --img H W"
             )
-        return torch.from_numpy(run_in_chunks(x.numpy(), self.max_batch, self.static_batch, self.run))
+        y = run_in_chunks(x.numpy().astype(self.input_dtype, copy=False), self.max_batch, self.static_batch, self.run)
+        return torch.from_numpy(y.astype(np.float32, copy=False))
 
     def run(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -84,10 +89,11 @@ class OnnxBackend(DeployedBackend):
                     "(pip install onnxruntime-gpu on a GPU host)"
                 )
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": device.index or 0}))
-        self.session = ort.InferenceSession(str(path), providers=providers)
+        self.session = ort.InferenceSession(str(path), providers=providers)  # external data: read from beside it
+        self.input_name = self.session.get_inputs()[0].name
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"images": x})[0]
+        return self.session.run([self.output] if self.output else None, {self.input_name: x})[0]
 
 
 class OpenVinoBackend(DeployedBackend):
@@ -113,9 +119,10 @@ class OpenVinoBackend(DeployedBackend):
         self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.inference_precision = config["INFERENCE_PRECISION_HINT"]
+        self.output_port = self.compiled.output(self.output) if self.output else self.compiled.output(0)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        return np.array(self.request.infer({0: x})[0])  # the request reuses its output buffer: copy
+        return np.array(self.request.infer({0: x})[self.output_port])  # the request reuses its buffer: copy
 
 
 def openvino_config(core, half: bool = False) -> dict:
