@@ -175,11 +175,26 @@ def test_ddp_nan_on_one_rank_stops_every_rank(tmp_path, tiny_synthetic):
     assert r.stderr.count("non-finite loss at epoch 1, iteration 3 (global step 2)") == 2, r.stderr[-3000:]
 
 
-def test_cpu_ddp_uses_gloo_with_a_long_timeout():
-    from detect.train.distributed import PROCESS_GROUP_TIMEOUT
+def test_init_distributed_picks_gloo_on_the_cpu_and_nccl_on_gpus(monkeypatch):
+    """What init_distributed hands torch.distributed under torchrun's environment: gloo whenever the device is the
+    CPU (or no GPU exists), NCCL otherwise, with a timeout long enough for rank 0's scoring and saving."""
+    from detect.train import distributed
 
-    assert PROCESS_GROUP_TIMEOUT.total_seconds() >= 3600
-    assert torch.distributed.is_gloo_available()
+    calls = []
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend, timeout: calls.append((backend, timeout)))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed.init_distributed("cpu") == (1, 1, 2)
+    monkeypatch.setattr(distributed.torch.cuda, "is_available", lambda: True)
+    distributed.init_distributed("cuda:1")
+    monkeypatch.setattr(distributed.torch.cuda, "is_available", lambda: False)
+    distributed.init_distributed(None)
+    assert [b for b, _ in calls] == ["gloo", "nccl", "gloo"]
+    assert all(t.total_seconds() >= 3600 for _, t in calls) and torch.distributed.is_gloo_available()
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert distributed.init_distributed("cpu") == (0, 0, 1) and len(calls) == 3  # one process: no group
 
 
 def test_validation_workers_survive_a_group_sigterm(tiny_synthetic):
