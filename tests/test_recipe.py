@@ -43,13 +43,17 @@ def test_neutral_data_gets_no_hyperparameter_and_its_size():
 @pytest.mark.parametrize("kw,hyp,train", [
     ({"small": 0.5}, {"slice": True, "slice_window": 1280, "slice_min_visible": 0.6}, {"val_img": 960}),
     ({"imbalance": 17.0}, {"class_balanced": True}, {}),
-    ({"head_share": 0.76}, {"fl_gamma": 1.5}, {}),
     ({"cut": 0.87}, {"mosaic": 0.5}, {}),
     ({"default_bpr": 0.9, "fitted_bpr": 0.99}, {}, {"anchors": "anchors.yaml"}),
 ])
 def test_each_rule_fires_on_its_trigger(kw, hyp, train):
     got_hyp, got_train, _ = lines(**kw)
     assert got_hyp == hyp and got_train == {"img": 640, **train}
+
+
+def test_focal_loss_advice_is_a_comment_it_lost_where_measured():
+    hyp, _, notes = lines(head_share=0.76)
+    assert "fl_gamma" not in hyp and any(n.startswith("focal_loss: not applied") for n in notes)
 
 
 def test_crowding_is_read_within_a_class():
@@ -64,12 +68,12 @@ def test_recommended_yaml_loads_into_a_training_config(tmp_path, capsys):
     path.parent.mkdir()
     path.write_text(recipe_yaml(recs, 320, 1920, "d.yaml"))
     raw = yaml.safe_load(path.read_text())
-    assert raw["fl_gamma"] == 1.5 and raw["train"] == {"img": 320, "val_img": 960, "anchors": "anchors.yaml"}
+    assert "fl_gamma" not in raw and raw["train"] == {"img": 320, "val_img": 960, "anchors": "anchors.yaml"}
     hyp = load_hyp(path)
     assert (hyp.slice, hyp.slice_window, hyp.class_balanced, hyp.mosaic) == (True, 640, True, 0.5)
     cfg = config_from_args(parse_args(["--data", "d.yaml", "--hyp", str(path)]))
     assert (cfg.img, cfg.val_img, cfg.anchors) == (320, 960, str(path.parent / "anchors.yaml"))
-    assert cfg.hyp.fl_gamma == 1.5 and "img 320 (from" in capsys.readouterr().out
+    assert cfg.hyp.fl_gamma == 0.0 and "img 320 (from" in capsys.readouterr().out
     cfg = config_from_args(parse_args(["--data", "d.yaml", "--hyp", str(path), "--img", "640"]))
     assert cfg.img == 640 and cfg.val_img == 960  # the command line wins, option by option
 
