@@ -20,25 +20,22 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-import torch
-
-from detect.boxes import non_max_suppression, prepare_image
-from detect.data.dataset import to_tensor
-from detect.infer.runtimes import load_deployed
-from detect.infer.threads import settle_cpu_threads
-
 # ONNX Runtime CPU (its default threads: every core, as a batch-1 deployment runs it); ONNX Runtime on one thread
 # (what an image costs a throughput deployment that runs one process per core); OpenVINO FP32, or bf16/f16 inference.
 # On a shared machine the all-core figure moves with what the host gives the second core (a slimmed model read
 # 0.69 or 0.75 of its parent's time, minutes apart); the one-thread figure stays put (0.65; docs/BENCHMARKS.md,
 # slimming round 15).
 RUNTIMES = ("ort", "ort-1thread", "openvino", "openvino-half")
+# This module is also the timing child (python -m deploy.session_timer), started once per model and round: its
+# imports stay inside the functions that need them, so an ONNX Runtime child loads numpy and onnxruntime alone
+# (torch and the detector's modules only for OpenVINO and end-to-end rows). tests/test_layers.py knows why.
 
 
 def _deployed(path: str, runtime: str):
     """The backend val and predict use for ``runtime`` (OpenVINO at its precision, or ONNX Runtime)."""
+    import torch
+
+    from detect.infer.runtimes import load_deployed
 
     return load_deployed(path, torch.device("cpu"), half=runtime == "openvino-half",
                          backend="onnxruntime" if runtime == "ort" else "openvino")
@@ -62,6 +59,11 @@ def _runner(path: str, runtime: str):
 def end_to_end_call(backend, image: Path, shape: tuple[int, int], batch: int):
     """One call of the whole pipeline on ``batch`` copies of ``image``: JPEG decode, letterbox, ``backend``
     (a detector backend: torch tensor in, raw predictions out), NMS at predict's defaults."""
+    import cv2
+    import torch
+
+    from detect.boxes import non_max_suppression, prepare_image
+    from detect.data.dataset import to_tensor
 
     def call():
         frames = [cv2.imread(str(image)) for _ in range(batch)]
@@ -88,6 +90,7 @@ def time_session(path: str, shape: tuple[int, ...], iters: int, warmup: int, run
     """Seconds per call of the ONNX file at ``path`` (CPU): ``model``, inference on a random input of
     ``shape``; with ``image``, ``end_to_end`` too (``end_to_end_call``, through the backend val and predict
     use, after the model loop: one session serves both)."""
+    import numpy as np
 
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
@@ -98,6 +101,7 @@ def time_session(path: str, shape: tuple[int, ...], iters: int, warmup: int, run
     if image is None:
         run = _runner(path, runtime)
         return {"model": _timed(lambda: run(x), iters, warmup), "end_to_end": None}
+    from detect.infer.threads import settle_cpu_threads
 
     backend = _deployed(path, runtime)
     settle_cpu_threads([backend])  # as val and predict run it

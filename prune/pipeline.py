@@ -93,6 +93,7 @@ def onnx_latency_rounds(ckpts: dict[str, Path], out: Path, shape: tuple[int, int
     moved with the order the sessions were created (0.64 or 1.00 for the same file, slimming round 7).
     """
 
+    rounds = max(1, min(rounds, iters))  # never more rounds than runs (a tiny --latency-iters: fewer processes)
     files = {name: export(path, out / f"onnx_{name}", shape).fp32 for name, path in ckpts.items()}
     timed = {}
     for runtime in runtimes:

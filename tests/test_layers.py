@@ -64,9 +64,13 @@ def test_each_package_imports_only_its_own_layer_and_below():
     assert not wrong, "upward or sideways imports:\n" + "\n".join(wrong)
 
 
+# Where an import inside a function is the point: the module is a process of its own that must start light.
+LAZY = {"deploy.session_timer": "the timing child: an ONNX Runtime row imports numpy and onnxruntime alone"}
+
+
 def test_no_first_party_import_hides_inside_a_function():
     hidden = [f"{m}:{line} imports {t} inside a function" for m, edges in GRAPH.items()
-              for t, line, inner in edges if inner]
+              for t, line, inner in edges if inner and m not in LAZY]
     assert not hidden, "\n".join(hidden)
 
 

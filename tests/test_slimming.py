@@ -449,7 +449,7 @@ def test_recovery_starts_biases_at_lr0_at_most(tmp_path, tiny_synthetic, monkeyp
     seen = {}
 
     def fake_fit(config):
-        seen.update(config.hyp)
+        seen.update(config.hyp.as_dict())
         return pipeline.FitResult({}, None, None)
 
     monkeypatch.setattr(pipeline, "fit", fake_fit)
