@@ -112,6 +112,7 @@ def main(argv=None) -> int:
     p.add_argument("--img", type=int, default=640, help="network size of each window and of the full pass")
     p.add_argument("--crowd-img", type=int, default=960, help="full-image size for the crowd accuracy runs")
     p.add_argument("--frames", type=int, default=60, help="crowd frames generated (those with 50+ people are used)")
+    p.add_argument("--merge-only", action="store_true", help="part 1 alone: the merge's time, no accuracy runs")
     args = p.parse_args(argv)
     data, samples = crowd_frames(args.out / "crowd", args.frames)
     print(f"{len(samples)} crowd frames with {MIN_PEOPLE}+ people ({data})")
@@ -121,11 +122,11 @@ def main(argv=None) -> int:
                "median_merge_share": statistics.median(r["merge_share"] for r in rows),
                "median_loop_merge_share": statistics.median(r["loop_merge_share"] for r in rows),
                "median_speedup": statistics.median(r["loop_merge_ms"] / r["merge_ms"] for r in rows)}
-    if args.crowd_weights:
+    if args.crowd_weights and not args.merge_only:
         names = load_data_config(data).names
         summary["crowd_accuracy"] = accuracy(args.crowd_weights, samples, names, args.crowd_img, configs((640, 640)))
     coco = shared_dir() / "datasets/coco128/data.yaml"
-    if coco.is_file():
+    if coco.is_file() and not args.merge_only:
         cfg = load_data_config(coco)
         val, _ = scan_split(cfg, "val", progress=False)
         summary["coco128_accuracy"] = accuracy(args.weights, val, cfg.names, 640, configs((320, 320)))
