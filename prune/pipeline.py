@@ -68,8 +68,9 @@ def finetune(c: PruneConfig, checkpoint: Path, epochs: int, out: Path, share: fl
     if "warmup_epochs" not in overrides:  # the warmup scales with the recovery: 10% of it, none after a small step
         hyp = hyp.replace(warmup_epochs=0.0 if share is not None and share <= 0.1 else min(hyp.warmup_epochs, 0.1 * epochs))
     if "warmup_bias_lr" not in overrides:
-        # trained biases: a warmup from 10x lr0 (the from-scratch recipe's 0.1) wiped a ccp model to mAP 0 in two
-        # epochs (rewind.yaml, lr0 0.01); they start at lr0 at most
+        # trained biases start at lr0 at most, not the from-scratch warmup's 10x. Not the whole story on ccp:
+        # with the cap, rewind.yaml's lr0 0.01 still took the 0.6x taylor model from 0.250 to 0.000 in its first
+        # epoch (docs/notes/2026-12-03-real-data.md); recover.yaml's lr0 0.001 is the recipe there
         hyp = hyp.replace(warmup_bias_lr=min(hyp.warmup_bias_lr, hyp.lr0))
     config = TrainConfig(data=c.data, out=out, model=str(checkpoint), weights=str(checkpoint),
                          teacher=str(c.weights) if c.distill else None, img=c.img, val_img=c.val_img, epochs=epochs,
