@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import sys
 import time
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
@@ -38,7 +40,7 @@ from detect.data.dataset import load_image  # noqa: E402
 from detect.data.labels import scan_split  # noqa: E402
 from detect.evaluate import DEFAULT_BATCH, EvalConfig, run_eval  # noqa: E402
 from detect.geometry import rect_shape  # noqa: E402
-from detect.hyp import load_hyp, train_options  # noqa: E402
+from detect.hyp import TRAIN_SECTION, load_hyp, train_options  # noqa: E402
 from detect.infer.predictor import InferenceConfig, Member, Predictor  # noqa: E402
 from detect.machine import machine_info  # noqa: E402
 from detect.metrics import coco_ground_truth  # noqa: E402
@@ -76,6 +78,7 @@ class Stage:
     state: dict | None = None  # what later stages read (paths relative to the folder)
 
 
+@functools.cache  # three stages ask; the val split is scanned once
 def deploy_shape(r: Rehearsal) -> tuple[int, int]:
     """The letterboxed shape of the data's median image at --img (550x830 portraits: 320x224 at 320)."""
     cfg = load_data_config(r.data)
@@ -89,8 +92,8 @@ def deploy_shape(r: Rehearsal) -> tuple[int, int]:
 def analysis_stage(r: Rehearsal, state: dict) -> Stage:
     summary = analyse(r.data, r.out / "analysis", img=r.img, progress=False)
     advice = [x["setting"] for x in summary["recommendations"] if x["value"] not in (None, False, "default")]
-    recipe = (r.out / "analysis" / "recommended.yaml").read_text().splitlines()
-    hyp_lines = [ln.split("#")[0].strip() for ln in recipe if ln and not ln.startswith(("#", " ", "train:"))]
+    recipe = yaml.safe_load((r.out / "analysis" / "recommended.yaml").read_text()) or {}
+    hyp_lines = [f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in recipe.items() if k != TRAIN_SECTION]
     return Stage("analysis", "analysis/recommended.yaml",
                  f"head class {summary['classes']['head_share']:.0%} of boxes, imbalance "
                  f"{summary['classes']['imbalance_ratio']:.0f}:1; advice: {', '.join(advice)}; recipe: "
