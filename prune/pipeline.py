@@ -3,6 +3,11 @@
 Evaluate the model -> (sensitivity scan) -> K steps of surgery + recovery (prune.iterative) ->
 fine-tune -> GFLOPs, ONNX Runtime latency and mAP before / right after pruning / after
 fine-tuning -> OUT/pruned.pt, report.json, report.md (+ plots).
+
+The fine-tuning recipe adapts to what it measures: a --finetune-hyp whose first validation falls below
+COLLAPSE_SHARE of the surgery's mAP50-95 is halted and the fine-tuning starts again from the surgery's
+model with the gentle recovery recipe (--hyp, recover.yaml). rewind.yaml (lr0 0.01) is the better recipe on
+the synthetic set and wiped the 0.6x ccp model to 0.000 in one epoch (docs/notes/2026-12-03-real-data.md).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from detect.model import count_gflops, count_params
 from detect.optim import bn_gamma_summary
 from detect.outputs import atomic_write_bytes, ensure_writable, write_json
 from detect.train import FitResult, TrainConfig, fit
+from detect.train.callbacks import default_callbacks
 from detect.train.config import parse_overrides
 from detect.train.engine import evaluate as evaluate_model
 from detect.weights import build_from_checkpoint, load_checkpoint
@@ -38,6 +44,25 @@ from prune.iterative import StepsResult, layer_table, reload, run_steps
 from prune.report import plots, write_markdown
 from prune.select import looks_sparsity_trained
 from prune.surgery import prunable_bn_gammas
+
+
+COLLAPSE_SHARE = 0.25  # a first validation below this share of the surgery's mAP50-95: the recipe is wrong here
+
+
+class CollapseGuard:
+    """Halts a fine-tuning whose first validation lost most of what the surgery kept (``floor``: mAP50-95)."""
+
+    def __init__(self, floor: float):
+        self.floor, self.checked = floor, False
+
+    def on_epoch_end(self, run, epoch: int, row: dict) -> None:
+        m = row["map50_95"]
+        if self.checked or m != m:  # NaN: no validation this epoch
+            return
+        self.checked = True
+        if m < self.floor:
+            run.halt(f"fine-tuning collapsed: mAP50-95 {m:.4f} after epoch {epoch + 1}, below {self.floor:.4f} "
+                     f"({COLLAPSE_SHARE:.0%} of the surgery's)")
 
 
 class Stopped(Exception):
@@ -57,7 +82,7 @@ def evaluate(model, samples, names, img: int, batch: int, workers: int, device="
 
 
 def finetune(c: PruneConfig, checkpoint: Path, epochs: int, out: Path, share: float | None = None,
-             hyp_file: str | None = None) -> FitResult:
+             hyp_file: str | None = None, floor: float | None = None) -> FitResult:
     """Recovery training of a pruned checkpoint through ``fit`` (distilled from the unpruned one with --distill).
 
     Its warmup is 10% of its epochs at most, and none after a small step (<= 10% of the channels): the
@@ -75,10 +100,23 @@ def finetune(c: PruneConfig, checkpoint: Path, epochs: int, out: Path, share: fl
     config = TrainConfig(data=c.data, out=out, model=str(checkpoint), weights=str(checkpoint),
                          teacher=str(c.weights) if c.distill else None, img=c.img, val_img=c.val_img, epochs=epochs,
                          val_interval=c.val_interval, batch=c.batch, hyp=hyp, device=c.device, workers=c.workers, quiet=True)
-    result = fit(config)
+    callbacks = None if floor is None else [*default_callbacks(out, False, True), CollapseGuard(floor)]
+    result = fit(config, callbacks=callbacks)
     if result.stopped:
         raise Stopped(result.stopped)
     return result
+
+
+def adaptive_finetune(c: PruneConfig, surgery: Path, surgery_map: float) -> tuple[FitResult, str, str | None]:
+    """Fine-tune with --finetune-hyp; where it collapses, again from ``surgery`` with the gentle --hyp.
+
+    Returns the run, the recipe that produced it and the collapse message (None when there was none)."""
+    result = finetune(c, surgery, c.finetune_epochs, c.out / "finetune", hyp_file=c.finetune_hyp,
+                      floor=COLLAPSE_SHARE * surgery_map if c.finetune_hyp != c.hyp else None)
+    if not result.halted:
+        return result, c.finetune_hyp, None
+    print(f"{result.halted}; fine-tuning again from the surgery's model with {c.hyp}", flush=True)
+    return finetune(c, surgery, c.finetune_epochs, c.out / "finetune_gentle", hyp_file=c.hyp), c.hyp, result.halted
 
 
 def onnx_latency_rounds(ckpts: dict[str, Path], out: Path, shape: tuple[int, int], iters: int,
@@ -164,8 +202,9 @@ def run(c: PruneConfig) -> dict:
     stepped = run_steps(model, ckpt["names"], c, score, lambda m: calib, recover, importance_estimator(c, cfg))
     after = score(stepped.model)
     tuned, final = {"map50": None, "map50_95": None}, stepped.path
+    recipe, collapsed = None, None
     if c.finetune_epochs > 0 and stepped.model is not model:
-        result = finetune(c, stepped.path, c.finetune_epochs, c.out / "finetune", hyp_file=c.finetune_hyp)
+        result, recipe, collapsed = adaptive_finetune(c, stepped.path, after["map50_95"])
         tuned = score(reload(result.best))  # best.pt as detect.val reads it (the summary is the last epoch's)
         final = result.best if tuned["map50_95"] >= after["map50_95"] else stepped.path
     kept = keep_note(after, tuned, final == stepped.path)
@@ -173,6 +212,7 @@ def run(c: PruneConfig) -> dict:
     atomic_write_bytes(Path(final).read_bytes(), c.out / "pruned.pt")
     report = _report(c, PruneRun(model, ckpt, gsum, calib, stepped, before, after, tuned))
     report["kept"] = kept
+    report["finetune_hyp_used"], report["finetune_collapsed"] = recipe, collapsed
     report["map50_95_final"] = max(after["map50_95"], tuned["map50_95"] or 0.0)
     if c.latency_iters > 0:
         # one thread: the compute alone, steady where the all-core figure moves with a shared machine's state

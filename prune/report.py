@@ -88,6 +88,8 @@ def write_markdown(out: Path, r: dict) -> None:
         f"| mAP50-95 | {f(r['map50_95_before'])} | {f(r['map50_95_pruned'])} | {f(r['map50_95_finetuned'])} |",
         "",
         *([r["kept"] + ".", ""] if r.get("kept") else []),
+        *([f"{r['finetune_collapsed']}: fine-tuned again from the surgery's model with {r['finetune_hyp_used']}.", ""]
+          if r.get("finetune_collapsed") else []),
         *_steps_table(r),
         "![gamma](gamma.png)",
         "",

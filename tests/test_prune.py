@@ -290,3 +290,42 @@ def test_sparsity_training_is_recorded_and_quoted_by_the_report(tmp_path, tiny_s
     rep = json.loads((out / "report.json").read_text())
     assert rep["sparsity_training"] == {"strength": 0.5, "start": g["start"], "end": g["now"]}
     assert "moved BatchNorm |gamma| toward zero" in (out / "report.md").read_text()
+
+
+def test_collapse_guard_halts_only_a_first_validation_below_its_floor():
+    from prune.pipeline import CollapseGuard
+
+    class FakeRun:
+        halted = None
+
+        def halt(self, reason):
+            self.halted = reason
+
+    nan = float("nan")
+    run, guard = FakeRun(), CollapseGuard(0.06)
+    guard.on_epoch_end(run, 0, {"map50_95": nan})  # no validation: nothing judged yet
+    guard.on_epoch_end(run, 1, {"map50_95": 0.07})  # the first validation holds
+    guard.on_epoch_end(run, 2, {"map50_95": 0.0})  # later dips are fine-tuning's own business
+    assert run.halted is None
+    run, guard = FakeRun(), CollapseGuard(0.06)
+    guard.on_epoch_end(run, 0, {"map50_95": 0.0})
+    assert "collapsed" in run.halted and "0.0000 after epoch 1" in run.halted
+
+
+def test_a_collapsed_fine_tuning_starts_again_from_the_surgery_with_the_gentle_recipe(tmp_path, monkeypatch):
+    import prune.pipeline as pipeline
+    from detect.train import FitResult
+    from prune.config import PruneConfig
+
+    calls = []
+
+    def fake_finetune(c, checkpoint, epochs, out, share=None, hyp_file=None, floor=None):
+        calls.append((Path(checkpoint).name, out.name, Path(hyp_file).name, floor))
+        return FitResult(halted="fine-tuning collapsed" if len(calls) == 1 else None)
+
+    monkeypatch.setattr(pipeline, "finetune", fake_finetune)
+    c = PruneConfig(weights=tmp_path / "w.pt", data="d.yaml", out=tmp_path, finetune_hyp="configs/hyp/rewind.yaml", ratio=0.5,
+                    finetune_epochs=3)
+    _, recipe, collapsed = pipeline.adaptive_finetune(c, tmp_path / "surgery.pt", 0.25)
+    assert calls == [("surgery.pt", "finetune", "rewind.yaml", 0.0625), ("surgery.pt", "finetune_gentle", "recover.yaml", None)]
+    assert recipe.endswith("recover.yaml") and collapsed == "fine-tuning collapsed"

@@ -415,3 +415,22 @@ def test_swa_and_precise_bn_are_reported(tmp_path, tiny_synthetic):
     assert rows[0]["swa/map50_95"] == "nan" and rows[1]["swa/map50_95"] not in ("", "nan")
     state = load_checkpoint(result.last)["train"]
     assert state["swa"]["n_averaged"].item() == 2  # the average travels in last.pt for --resume
+
+
+def test_a_callback_halts_the_run_cleanly_after_its_epoch(tmp_path, tiny_synthetic):
+    """run.halt(reason) in on_epoch_end: the loop ends after that epoch, the checkpoints and the summary stay."""
+    from detect.train import fit
+    from detect.train.callbacks import default_callbacks
+
+    class HaltAfterFirst:
+        def on_epoch_end(self, run, epoch, row):
+            if epoch == 0:
+                run.halt("enough")
+
+    config = train_mod.config_from_args(_args(tiny_synthetic, tmp_path / "h", epochs=3))
+    config.quiet = True
+    result = fit(config, callbacks=[*default_callbacks(config.out, False, True), HaltAfterFirst()])
+    assert result.halted == "enough" and result.stopped is None
+    assert [r["epoch"] for r in csv.DictReader(open(tmp_path / "h" / "results.csv"))] == ["1"]
+    assert json.loads((tmp_path / "h" / "metrics.json").read_text())["halted"] == "enough"
+    assert load_checkpoint(result.last)["train"]["epoch"] == 0  # resumable from where it stopped

@@ -5,8 +5,11 @@
     result.best, result.summary["map50_95"]
 
 ``hooks`` adds gradient hooks (after the hyp's sparsity term, before centralisation and
-clipping); ``callbacks`` replaces the default loggers; ``interrupt`` replaces the SIGINT/SIGTERM
-handler (anything with a ``.signal`` attribute, optionally a context manager).
+clipping); ``callbacks`` replaces the default loggers (``default_callbacks(...) + [mine]`` adds to them);
+``interrupt`` replaces the SIGINT/SIGTERM handler (anything with a ``.signal`` attribute, optionally a
+context manager). A callback ends a run early and cleanly with ``run.halt(reason)`` in ``on_epoch_end``
+(a tuner's pruner, a recovery that collapsed): the loop stops after that epoch, best.pt and last.pt as
+they are, and ``FitResult.halted`` says why.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class FitResult:
     best: Path | None = None
     last: Path | None = None
     stopped: int | None = None  # the signal that stopped the run, if one did
+    halted: str | None = None  # why a callback ended the run early (run.halt), if one did
 
 
 @dataclass
@@ -74,6 +78,11 @@ class Run:
     swa: SWA | None
     resumed: bool
     recovery: RecoveryTimer
+    halted: str | None = None
+
+    def halt(self, reason: str) -> None:
+        """End the run after this epoch (callbacks, rank 0): every rank stops at the same epoch end."""
+        self.halted = reason
 
     def save_last(self, epoch: int, iteration: int = 0) -> None:
         """last.pt at ``iteration`` batches into ``epoch`` (0: the epoch is complete); rank 0 writes."""
@@ -182,6 +191,10 @@ def _loop(run: Run, stop) -> FitResult:
             return FitResult(stopped=stop.signal or 2, last=run.checkpointer.last)
         run.opt.scheduler.step()
         metrics = end_of_epoch(run, epoch, result) or metrics
+        if from_rank0(run.main and run.halted is not None, run.world, run.device):
+            if run.main:
+                print(f"halted after epoch {epoch + 1}: {run.halted}")
+            break
         if from_rank0(run.main and state.epochs_without_gain >= cfg.patience, run.world, run.device):
             if run.main:
                 print(f"early stop: no improvement in {cfg.patience} epochs; best is {run.checkpointer.best}")
@@ -199,11 +212,12 @@ def _finish(run: Run, metrics: dict) -> FitResult:
         **{k: metrics[k] for k in ("map50", "map50_95", "precision", "recall") if k in metrics},
         "per_class": metrics.get("per_class"),
         "weights": {"best": str(ck.best), "last": str(ck.last)},
+        **({"halted": run.halted} if run.halted else {}),
     }
     run.callbacks.on_fit_end(run, summary)
     write_json(summary, run.config.out / "metrics.json")
     print(f"done: {ck.best} (fitness {run.state.best_fitness:.4f})")
-    return FitResult(summary, ck.best, ck.last)
+    return FitResult(summary, ck.best, ck.last, halted=run.halted)
 
 
 # --------------------------------------------------------------------------- helpers
