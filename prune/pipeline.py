@@ -45,7 +45,6 @@ from prune.report import plots, write_markdown
 from prune.select import looks_sparsity_trained
 from prune.surgery import prunable_bn_gammas
 
-
 COLLAPSE_SHARE = 0.25  # a first validation below this share of the surgery's mAP50-95: the recipe is wrong here
 
 
