@@ -25,6 +25,14 @@ HYP ?= configs/hyp/default.yaml
 # hyperparameters, and its --img / --val-img / --anchors unless TRAIN_IMG is given here
 RECIPE ?=
 SET ?=
+# tuning (make tune): TRIALS trainings of TUNE_EPOCHS each over the search space SPACE, one study in
+# OUT/tune (run it again to resume; DEVICES=0,1 for one worker per GPU). LR_FIND=1 runs the range test.
+SPACE ?= configs/tune/default.yaml
+TRIALS ?= 20
+TUNE_EPOCHS ?= 5
+WORKERS ?= 1
+DEVICES ?=
+LR_FIND ?=
 # pruning: the defaults are the settings measured to keep accuracy (docs/BENCHMARKS.md). A share of
 # channels (RATIO, 10%): uniform, least-squares reconstruction, distilled recovery with
 # configs/hyp/recover.yaml. A speed budget (GFLOPS=0.6, never exceeded: --gflops-at-most) switches
@@ -80,6 +88,11 @@ analyze: data  ## dataset analysis of DATA at IMG: report.html, summary.json, an
 train: data  ## train MODEL on DATA at TRAIN_IMG for EPOCHS from INIT ('' = scratch); SET="sam=true slice=true"; RECIPE=recommended.yaml
 	$(PY) -m detect.train --data $(DATA) --model $(MODEL) --weights "$(INIT)" $(TRAIN_IMG_ARG) --epochs $(EPOCHS) \
 	  --batch $(BATCH) --hyp $(or $(RECIPE),$(HYP)) --device $(DEVICE) --out $(OUT)/train $(if $(SET),--set $(SET))
+
+tune: data  ## Optuna search: TRIALS trials of TUNE_EPOCHS epochs over SPACE (WORKERS CPU processes or DEVICES=0,1); OUT/tune. LR_FIND=1: the range test
+	$(PY) -m detect.tune --data $(DATA) --model $(MODEL) --weights "$(INIT)" $(TRAIN_IMG_ARG) --batch $(BATCH) --hyp $(or $(RECIPE),$(HYP)) \
+	  --device $(DEVICE) --out $(OUT)/tune $(if $(LR_FIND),--lr-find,--space $(SPACE) --trials $(TRIALS) --epochs $(TUNE_EPOCHS) \
+	  $(if $(DEVICES),--devices $(DEVICES),--workers $(WORKERS))) $(if $(SET),--set $(SET))
 
 train-sparse: data  ## as train, plus L1 sparsity SPARSITY on BatchNorm gamma (for prune); OUT/train-sparse
 	$(PY) -m detect.train --data $(DATA) --model $(MODEL) --weights "$(INIT)" --img $(TRAIN_IMG) --epochs $(EPOCHS) \

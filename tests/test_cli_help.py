@@ -8,7 +8,8 @@ import re
 import pytest
 
 CLIS = ["detect.val", "detect.predict", "detect.train.__main__", "analysis.__main__", "prune.__main__",
-        "deploy.export", "deploy.bench", "deploy.trt", "detect.data.__main__", "detect.model", "detect.data.synthetic"]
+        "deploy.export", "deploy.bench", "deploy.trt", "detect.data.__main__", "detect.model", "detect.data.synthetic",
+        "detect.tune.__main__"]
 
 
 @pytest.mark.parametrize("module", CLIS)

@@ -113,47 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Resume an interrupted run from its checkpoint alone: python -m detect.train --resume OUT/weights/last.pt",
         formatter_class=cli.HelpFormatter,
     )
-    p.add_argument("--data", help="data.yaml (required unless --resume)")
-    p.add_argument(
-        "--model",
-        default=None,
-        help="yolov5n/s/m/l/x, an arch spec (.yaml/.json) or a checkpoint whose architecture to build "
-        "(default: the --weights architecture, else yolov5s)",
-    )
-    p.add_argument("--weights", default="", help="initial weights (ours or official YOLOv5 .pt); '' = from scratch")
-    p.add_argument("--anchors", default=None, help="anchors.yaml from python -m analysis")
-    p.add_argument("--teacher", default=None, help="distil from this model (same head layout); see distill_* in the hyp")
-    p.add_argument("--img", type=int, default=640, help="training input size (and validation size unless --val-img)")
-    p.add_argument(
-        "--val-img",
-        type=int,
-        default=None,
-        help="validation input size, e.g. the full-image size at which sliced training's scale is kept",
-    )
-    p.add_argument("--epochs", type=int, default=100, help="training epochs (the schedule's length)")
-    p.add_argument("--batch", type=int, default=16, help="total batch size (split across DDP processes)")
-    p.add_argument("--out", type=Path, default=Path("runs/train/exp"),
-                   help="run folder: weights/last.pt and best.pt, results.csv/png, metrics.json, TensorBoard events")
-    p.add_argument("--hyp", type=Path, default=DEFAULT_HYP,
-                   help="hyperparameter YAML (keys: configs/hyp/default.yaml); python -m analysis's recommended.yaml "
-                   "also sets --img, --val-img and --anchors where they are not given")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override hyperparameters, e.g. sam=true")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
-    p.add_argument("--amp", choices=AMP_CHOICES, default="fp16", help="mixed precision (CUDA: fp16/bf16; CPU: bf16)")
-    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across DDP processes (CUDA)")
-    p.add_argument("--workers", type=int, default=2, help="data-loading processes per training process")
-    p.add_argument("--cache", choices=["none", "ram"], default="none", help="keep decoded images in memory")
-    p.add_argument("--patience", type=int, default=100, help="stop after this many epochs without improvement")
-    p.add_argument("--val-interval", type=int, default=1, help="validate every N epochs (and always at the end)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the model's initialisation, sampling and augmentation")
-    p.add_argument("--save-period-min", type=float, default=10.0,
-                   help="also write last.pt every N minutes within an epoch, so a SIGKILL or an out-of-memory kill "
-                   "loses at most that long (0: only at epoch ends and on SIGINT/SIGTERM)")
-    p.add_argument(
-        "--no-head-transfer",
-        action="store_true",
-        help="re-initialise the output layers even when the data's class names are among the weights' names",
-    )
+    add_train_options(p)
     p.add_argument(
         "--resume",
         nargs="?",
@@ -163,6 +123,58 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue a run exactly where it stopped: the given last.pt, or OUT/weights/last.pt",
     )
     return p
+
+
+
+
+def add_train_options(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """The options of one run, on ``p``; detect.tune adds them too (one run per trial), less ``skip``."""
+
+    def add(flag: str, **kw) -> None:
+        if flag[2:] not in skip:
+            p.add_argument(flag, **kw)
+
+    add("--data", help="data.yaml (required unless --resume)")
+    add(
+        "--model",
+        default=None,
+        help="yolov5n/s/m/l/x, an arch spec (.yaml/.json) or a checkpoint whose architecture to build "
+        "(default: the --weights architecture, else yolov5s)",
+    )
+    add("--weights", default="", help="initial weights (ours or official YOLOv5 .pt); '' = from scratch")
+    add("--anchors", default=None, help="anchors.yaml from python -m analysis")
+    add("--teacher", default=None, help="distil from this model (same head layout); see distill_* in the hyp")
+    add("--img", type=int, default=640, help="training input size (and validation size unless --val-img)")
+    add(
+        "--val-img",
+        type=int,
+        default=None,
+        help="validation input size, e.g. the full-image size at which sliced training's scale is kept",
+    )
+    add("--epochs", type=int, default=100, help="training epochs (the schedule's length)")
+    add("--batch", type=int, default=16, help="total batch size (split across DDP processes)")
+    add("--out", type=Path, default=Path("runs/train/exp"),
+                   help="run folder: weights/last.pt and best.pt, results.csv/png, metrics.json, TensorBoard events")
+    add("--hyp", type=Path, default=DEFAULT_HYP,
+                   help="hyperparameter YAML (keys: configs/hyp/default.yaml); python -m analysis's recommended.yaml "
+                   "also sets --img, --val-img and --anchors where they are not given")
+    add("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override hyperparameters, e.g. sam=true")
+    add("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    add("--amp", choices=AMP_CHOICES, default="fp16", help="mixed precision (CUDA: fp16/bf16; CPU: bf16)")
+    add("--sync-bn", action="store_true", help="SyncBatchNorm across DDP processes (CUDA)")
+    add("--workers", type=int, default=2, help="data-loading processes per training process")
+    add("--cache", choices=["none", "ram"], default="none", help="keep decoded images in memory")
+    add("--patience", type=int, default=100, help="stop after this many epochs without improvement")
+    add("--val-interval", type=int, default=1, help="validate every N epochs (and always at the end)")
+    add("--seed", type=int, default=0, help="seeds the model's initialisation, sampling and augmentation")
+    add("--save-period-min", type=float, default=10.0,
+                   help="also write last.pt every N minutes within an epoch, so a SIGKILL or an out-of-memory kill "
+                   "loses at most that long (0: only at epoch ends and on SIGINT/SIGTERM)")
+    add(
+        "--no-head-transfer",
+        action="store_true",
+        help="re-initialise the output layers even when the data's class names are among the weights' names",
+    )
 
 
 # Options a resumed run takes from its checkpoint: repeating them is fine, changing them is an error.

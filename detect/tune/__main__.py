@@ -1,0 +1,124 @@
+"""python -m detect.tune: see ``python -m detect.tune --help``.
+
+Exit status: 0 done (the study holds --trials finished or pruned trials); 2 bad input (a space file, a
+storage URL, a device); 128 + N after signal N (130 SIGINT, 143 SIGTERM): the running trials are failed
+and queued again, and the same command resumes the study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import optuna
+import torch
+
+from detect import cli
+from detect.errors import UsageError
+from detect.train.config import add_train_options, config_from_args
+from detect.tune.lr_find import LrFindConfig, lr_find
+from detect.tune.objective import TuneConfig
+from detect.tune.report import write_all
+from detect.tune.space import SearchSpace
+from detect.tune.study import PRUNERS, SAMPLERS, open_storage
+from detect.tune.workers import run_workers
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = """examples:
+  python -m detect.tune --lr-find --data data.yaml --weights yolov5n.pt --img 320 --out runs/tune
+  python -m detect.tune --data data.yaml --weights yolov5n.pt --img 320 --epochs 10 --trials 40 --out runs/tune
+  python -m detect.tune ... --devices 0,1,2,3                          one worker per GPU
+  python -m detect.tune ... --storage postgresql://user:pw@db-host/optuna   the same command on every machine
+  optuna-dashboard runs/tune/study.journal                             live view (pip install optuna-dashboard)
+Run the same command again to resume: --trials is the study's total."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m detect.tune",
+        description="Hyperparameter search on Optuna: each trial one detect.train run with sampled values laid "
+        "over --hyp, stopped early by a pruner when it falls behind. Writes DIR/trials.csv, best_hyp.yaml, "
+        "best.pt, report.html and DIR/trials/NNNN/ (each trial's run).",
+        epilog=EXAMPLES, formatter_class=cli.HelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("runs/tune"), help="the study's folder (DIR)")
+    p.add_argument("--space", type=Path, default=REPO / "configs/tune/default.yaml",
+                   help="search space YAML: hyperparameter (or img / model) -> {low, high[, log]} or {choices}")
+    p.add_argument("--trials", type=int, default=20, help="the study's total of finished or pruned trials")
+    p.add_argument("--study", default="tune", help="study name (several studies may share one storage)")
+    p.add_argument("--storage", default=None,
+                   help="default: the journal file DIR/study.journal (one machine or a shared disk); "
+                   "postgresql://user:password@host/db for many machines")
+    p.add_argument("--sampler", choices=SAMPLERS, default="tpe",
+                   help="tpe: Bayesian (multivariate, constant liar for parallel workers); cmaes; random; nsga2")
+    p.add_argument("--pruner", choices=PRUNERS, default="hyperband",
+                   help="stops trials that fall behind at a validation (hyperband: over epochs)")
+    p.add_argument("--startup-trials", type=int, default=5, help="random trials before TPE / CMA-ES take over")
+    p.add_argument("--devices", default=None, help="GPU indices, e.g. 0,1,2,3: one worker per GPU")
+    p.add_argument("--workers", type=int, default=1,
+                   help="CPU worker processes sharing the cores (data loading: --loader-workers)")
+    p.add_argument("--loader-workers", type=int, default=2, help="data-loading processes per trial")
+    p.add_argument("--heartbeat", type=int, default=60,
+                   help="RDB storage: seconds between a worker's heartbeats; silent 3x this, its trial is run again")
+    lr = p.add_argument_group("learning-rate range test (--lr-find: instead of a study)")
+    lr.add_argument("--lr-find", action="store_true", help="write DIR/lr_find/lr_find.{png,csv,json} and stop")
+    lr.add_argument("--lr-steps", type=int, default=300, help="optimiser steps of the test")
+    lr.add_argument("--lr-min", type=float, default=1e-6, help="the rate of the first step")
+    lr.add_argument("--lr-max", type=float, default=1.0, help="the rate of the last step (it stops early on divergence)")
+    train = p.add_argument_group("each trial's training (python -m detect.train's options)")
+    add_train_options(train, skip=("out", "workers"))
+    return p
+
+
+def base_config(args: argparse.Namespace, given: set[str]):
+    """detect.train's options as the TrainConfig every trial starts from (``given``: the flags on the command line,
+    so a recipe file's train: section fills only the others, as in detect.train)."""
+    run_args = argparse.Namespace(**vars(args))
+    run_args.out, run_args.workers, run_args.resume = args.out / "base", args.loader_workers, False
+    run_args.given = given - {"out", "workers"}
+    return config_from_args(run_args)
+
+
+def devices(spec: str | None, workers: int) -> tuple[str, ...]:
+    if spec is None:
+        return ()
+    if workers != 1:
+        raise UsageError("give --devices (one worker per GPU) or --workers (CPU workers), not both")
+    ids = [d.strip() for d in spec.split(",") if d.strip()]
+    if not ids or not all(d.isdigit() for d in ids) or len(set(ids)) != len(ids):
+        raise UsageError(f"--devices {spec}: expected distinct GPU indices, e.g. 0,1,2,3")
+    found = torch.cuda.device_count()
+    if max(map(int, ids)) >= found:
+        raise UsageError(f"--devices {spec}: this machine has {found} CUDA device(s)")
+    return tuple(ids)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    given = {a.split("=", 1)[0][2:] for a in (sys.argv[1:] if argv is None else argv) if a.startswith("--")}
+    base = base_config(args, given)
+    if args.lr_find:
+        lr_find(base, LrFindConfig(args.lr_steps, args.lr_min, args.lr_max), args.out / "lr_find")
+        return 0
+    for flag, value, low in (("--trials", args.trials, 1), ("--workers", args.workers, 1),
+                             ("--startup-trials", args.startup_trials, 0), ("--heartbeat", args.heartbeat, 1)):
+        if value < low:
+            raise UsageError(f"{flag} must be at least {low}, got {value}")
+    tc = TuneConfig(base=base, space=SearchSpace.load(args.space), out=args.out, trials=args.trials, study=args.study,
+                    storage=args.storage, sampler=args.sampler, pruner=args.pruner, workers=args.workers,
+                    devices=devices(args.devices, args.workers), seed=args.seed, startup=args.startup_trials,
+                    heartbeat_s=args.heartbeat)
+    print(f"study {tc.study}: {len(tc.space.params)} values searched ({', '.join(p.name for p in tc.space.params)}); "
+          f"{tc.trials} trials of {base.epochs} epochs; storage {tc.storage or tc.out / 'study.journal'}")
+    code = run_workers(tc)
+    study = optuna.load_study(study_name=tc.study, storage=open_storage(tc.storage, tc.out, tc.heartbeat_s))
+    best = write_all(study, tc)
+    print(f"best: {json.dumps(best)}; {tc.out / 'report.html'}, {tc.out / 'best_hyp.yaml'}" if best else
+          f"no finished trial yet; {tc.out / 'trials.csv'}")
+    return code
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,174 @@
+"""python -m detect.tune: the space file's checks, workers sharing a journal, pruning, a killed worker, PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from detect.errors import UsageError
+from detect.tune.space import SearchSpace
+from detect.tune.study import open_storage
+from detect.weights import load_checkpoint
+from tests.conftest import REPO, shared_path
+from tests.pg import throwaway_postgres
+
+TINY = ["--model", "yolov5n", "--img", "64", "--batch", "2", "--loader-workers", "0", "--device", "cpu",
+        "--set", "warmup_epochs=0", "nominal_batch=2", "close_mosaic=0", "--save-period-min", "0"]
+
+
+def _tune(*args, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "detect.tune", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=500, env={**os.environ, **(env or {})})
+
+
+def _rows(out: Path) -> list[dict]:
+    return list(csv.DictReader(open(out / "trials.csv")))
+
+
+def _space(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, words", [
+    ("lr00: {low: 0.001, high: 0.1}", ["lr00", "not a hyperparameter"]),
+    ("lr0: {low: 0.1, high: 0.001}", ["lr0", "low 0.1 is above high 0.001"]),
+    ("weight_decay: {low: 0, high: 0.001, log: true}", ["weight_decay", "positive low bound"]),
+    ("optimizer: {choices: [SGD, Adam]}", ["optimizer", "'Adam' refused"]),
+    ("sam: {low: 0, high: 1}", ["sam", "choices"]),
+    ("img: {low: 300, high: 640}", ["img", "multiples of 32"]),
+])
+def test_a_bad_space_names_its_key(text, words):
+    with pytest.raises(UsageError) as e:
+        SearchSpace.from_dict(__import__("yaml").safe_load(text), "space.yaml")
+    assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_the_shipped_space_covers_the_optimiser_the_loss_and_the_augmentation():
+    names = {p.name for p in SearchSpace.load(REPO / "configs/tune/default.yaml").params}
+    assert {"lr0", "momentum", "weight_decay", "warmup_epochs"} <= names  # optimiser
+    assert {"box", "cls", "obj"} <= names  # loss gains
+    assert {"hsv_h", "scale", "mosaic", "fliplr"} <= names  # augmentation
+    lr0 = next(p for p in SearchSpace.load(REPO / "configs/tune/default.yaml").params if p.name == "lr0")
+    assert lr0.log and lr0.low == 1e-4  # 1.0e-4 written with a dot; 1e-4 (a string to PyYAML) is read too
+    assert SearchSpace.from_dict({"lr0": {"low": "1e-4", "high": 0.1, "log": True}}).params[0].low == 1e-4
+
+
+def test_bad_space_file_exits_2_with_one_line(tmp_path, tiny_synthetic):
+    r = _tune("--data", tiny_synthetic, "--space", _space(tmp_path, "lr0: {low: 0.1, high: 0.01}\n"), "--out", tmp_path)
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "lr0" in lines[0] and "Traceback" not in r.stderr, r.stderr
+
+
+def test_two_workers_share_a_journal_and_each_trial_trains_with_its_recorded_values(tmp_path, tiny_synthetic):
+    space = _space(tmp_path, "lr0: {low: 1.0e-4, high: 0.05, log: true}\nmosaic: {low: 0.0, high: 1.0}\n")
+    out = tmp_path / "study"
+    r = _tune("--data", tiny_synthetic, *TINY, "--epochs", 1, "--space", space, "--trials", 4, "--workers", 2,
+              "--out", out)
+    assert r.returncode == 0, r.stderr
+    rows = _rows(out)
+    assert [x["state"] for x in rows].count("COMPLETE") == 4 and len(rows) == 4
+    assert {x["worker"] for x in rows} == {"0", "1"}  # both workers ran trials
+    assert rows[0]["lr0"] == "0.01"  # the study starts from the base hyperparameters
+    assert len({(x["lr0"], x["mosaic"]) for x in rows}) == 4  # no two trials with the same values
+    study = optuna.load_study(study_name="tune", storage=open_storage(None, out))
+    for t in study.trials:  # the values a trial records are those it trained with
+        hyp = load_checkpoint(out / "trials" / f"{t.number:04d}" / "weights" / "last.pt")["train"]["hyp"]
+        assert hyp["lr0"] == t.params["lr0"] and hyp["mosaic"] == t.params["mosaic"]
+    assert (out / "best.pt").is_symlink() and (out / "best.pt").resolve().is_file()
+    assert "lr0" in (out / "best_hyp.yaml").read_text() and (out / "report.html").stat().st_size > 1000
+    again = _tune("--data", tiny_synthetic, *TINY, "--epochs", 1, "--space", space, "--trials", 4, "--out", out)
+    assert again.returncode == 0 and len(_rows(out)) == 4  # --trials is the total: nothing more to run
+
+
+@pytest.fixture(scope="module")
+def persons(tmp_path_factory) -> Path:
+    """8 coco128 photos with people, person boxes only, as train and val: yolov5n.pt scores well on them."""
+    root = shared_path("datasets/coco128")
+    out = tmp_path_factory.mktemp("persons")
+    (out / "images").mkdir()
+    (out / "labels").mkdir()
+    for label in sorted((root / "labels/train2017").glob("*.txt"))[:40]:
+        rows = [x for x in label.read_text().splitlines() if x.startswith("0 ")]
+        if 1 <= len(rows) <= 4 and len(list((out / "labels").iterdir())) < 8:
+            (out / "labels" / label.name).write_text("\n".join(rows) + "\n")
+            (out / "images" / f"{label.stem}.jpg").symlink_to(root / "images/train2017" / f"{label.stem}.jpg")
+    (out / "data.yaml").write_text("path: .\ntrain: images\nval: images\nnames: [person]\n")
+    return out / "data.yaml"
+
+
+def test_a_trial_with_an_absurd_lr0_is_pruned_before_its_last_epoch(tmp_path, persons):
+    """The first trial (base lr0 1e-4) sets the median at each epoch; lr0 in [0.3, 0.6] wrecks the model."""
+    weights = shared_path("weights/yolov5n.pt")
+    out = tmp_path / "study"
+    r = _tune("--data", persons, "--weights", weights, "--img", "160", "--batch", "4", "--loader-workers", "0",
+              "--device", "cpu", "--set", "warmup_epochs=0", "nominal_batch=4", "mosaic=0", "lr0=0.0001",
+              "--space", _space(tmp_path, "lr0: {low: 0.3, high: 0.6}\n"), "--epochs", 3, "--trials", 2,
+              "--pruner", "median", "--out", out)
+    assert r.returncode == 0, r.stderr
+    base, absurd = _rows(out)
+    assert base["state"] == "COMPLETE" and float(base["fitness"]) > 0.05, base
+    assert absurd["state"] == "PRUNED" and absurd["fitness_epoch3"] == "", absurd
+    assert "pruned by the median pruner" in absurd["reason"]
+
+
+def test_a_killed_worker_leaves_its_trial_failed_and_the_resumed_study_reaches_n(tmp_path, tiny_synthetic):
+    space = _space(tmp_path, "lr0: {low: 1.0e-4, high: 0.05, log: true}\n")
+    out = tmp_path / "study"
+    args = ["--data", tiny_synthetic, *TINY[:-2], "--save-period-min", "0.0001", "--epochs", 2, "--space", space,
+            "--trials", 2, "--out", out]
+    killed = _tune(*args, env={"DETECT_TEST_SIGKILL_AT": "3"})  # SIGKILL mid-epoch 1 of the first trial
+    assert killed.returncode == -9, killed.stderr
+    r = _tune(*args)
+    assert r.returncode == 0 and "had lost their worker" in r.stderr, r.stderr
+    rows = _rows(out)
+    assert rows[0]["state"] == "FAIL" and "died mid-trial" in rows[0]["reason"]
+    retry = next(x for x in rows if x["retry_of"] == "0")
+    assert retry["state"] == "COMPLETE" and retry["lr0"] == rows[0]["lr0"]  # the same values, run again
+    assert sum(x["state"] in ("COMPLETE", "PRUNED") for x in rows) == 2
+
+
+def test_two_workers_on_two_processes_share_a_postgresql_study(tmp_path, tiny_synthetic):
+    space = _space(tmp_path, "lr0: {low: 1.0e-4, high: 0.05, log: true}\n")
+    with throwaway_postgres() as url:
+        out = tmp_path / "study"
+        r = _tune("--data", tiny_synthetic, *TINY, "--epochs", 1, "--space", space, "--trials", 3, "--workers", 2,
+                  "--storage", url, "--out", out)
+        assert r.returncode == 0, r.stderr
+        study = optuna.load_study(study_name="tune", storage=url)
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        assert len(done) == 3 and {t.user_attrs["worker"] for t in done} == {0, 1}
+        assert not (out / "study.journal").exists()
+
+
+def test_lr_find_suggests_the_steepest_descent_of_the_smoothed_loss():
+    """A hand-made curve: flat, falling fastest (per decade) at 1e-3, lowest at 1e-1, then diverging."""
+    import numpy as np
+
+    from detect.tune.lr_find import _suggest
+
+    lrs = list(10 ** np.linspace(-6, 0, 61))
+    x = np.log10(lrs)
+    loss = list(2.0 - 1.0 / (1 + np.exp(-3 * (x + 3))) + np.where(x > -1, (x + 1) ** 2 * 5, 0))
+    r = _suggest(lrs, loss, loss, diverged=True)
+    assert r.suggested_lr0 == pytest.approx(1e-3, rel=0.3) and r.min_loss_lr == pytest.approx(1e-1, rel=0.3)
+
+
+def test_lr_find_writes_its_curve_and_suggestion(tmp_path, tiny_synthetic):
+    import json
+
+    from detect.tune.__main__ import main
+
+    assert main(["--lr-find", "--data", str(tiny_synthetic), *TINY, "--lr-steps", "20", "--out", str(tmp_path)]) == 0
+    found = json.loads((tmp_path / "lr_find/lr_find.json").read_text())
+    assert 1e-6 <= found["suggested_lr0"] <= 1.0 and found["base_lr0"] == 0.01
+    rows = list(csv.DictReader(open(tmp_path / "lr_find/lr_find.csv")))
+    assert 10 <= len(rows) <= 20 and float(rows[-1]["lr"]) > float(rows[0]["lr"]) * 10
+    assert (tmp_path / "lr_find/lr_find.png").stat().st_size > 10_000
