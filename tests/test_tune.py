@@ -122,7 +122,7 @@ def test_a_trial_with_an_absurd_lr0_is_pruned_before_its_last_epoch(tmp_path, pe
 def test_a_killed_worker_leaves_its_trial_failed_and_the_resumed_study_reaches_n(tmp_path, tiny_synthetic):
     space = _space(tmp_path, "lr0: {low: 1.0e-4, high: 0.05, log: true}\n")
     out = tmp_path / "study"
-    args = ["--data", tiny_synthetic, *TINY[:-2], "--save-period-min", "0.0001", "--epochs", 2, "--space", space,
+    args = ["--data", tiny_synthetic, *TINY[:-2], "--save-period-min", "0.0001", "--epochs", 1, "--space", space,
             "--trials", 2, "--out", out]
     killed = _tune(*args, env={"DETECT_TEST_SIGKILL_AT": "3"})  # SIGKILL mid-epoch 1 of the first trial
     assert killed.returncode == -9, killed.stderr
@@ -172,3 +172,24 @@ def test_lr_find_writes_its_curve_and_suggestion(tmp_path, tiny_synthetic):
     rows = list(csv.DictReader(open(tmp_path / "lr_find/lr_find.csv")))
     assert 10 <= len(rows) <= 20 and float(rows[-1]["lr"]) > float(rows[0]["lr"]) * 10
     assert (tmp_path / "lr_find/lr_find.png").stat().st_size > 10_000
+
+
+def test_sigint_fails_the_running_trial_queues_it_again_and_exits_130(tmp_path, tiny_synthetic):
+    import signal
+    import time
+
+    space = _space(tmp_path, "lr0: {low: 1.0e-4, high: 0.05, log: true}\n")
+    out = tmp_path / "study"
+    args = ["--data", tiny_synthetic, *TINY, "--epochs", 3, "--space", space, "--trials", 1, "--out", out]
+    p = subprocess.Popen([sys.executable, "-m", "detect.tune", *map(str, args)], cwd=REPO, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "trials/0000/hyp.yaml").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 130, err
+    first = _rows(out)[0]
+    assert first["state"] == "FAIL" and first["reason"] == "interrupted by SIGINT"
+    study = optuna.load_study(study_name="tune", storage=open_storage(None, out))
+    assert [t.user_attrs.get("retry_of") for t in study.trials if t.state == optuna.trial.TrialState.WAITING] == [0]

@@ -20,10 +20,9 @@ from detect.errors import UsageError
 from detect.train.config import add_train_options, config_from_args
 from detect.tune.lr_find import LrFindConfig, lr_find
 from detect.tune.objective import TuneConfig
-from detect.tune.report import write_all
 from detect.tune.space import SearchSpace
-from detect.tune.study import PRUNERS, SAMPLERS, open_storage
-from detect.tune.workers import run_workers
+from detect.tune.study import PRUNERS, SAMPLERS
+from detect.tune.workers import search
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = """examples:
@@ -112,9 +111,7 @@ def main(argv=None) -> int:
                     heartbeat_s=args.heartbeat)
     print(f"study {tc.study}: {len(tc.space.params)} values searched ({', '.join(p.name for p in tc.space.params)}); "
           f"{tc.trials} trials of {base.epochs} epochs; storage {tc.storage or tc.out / 'study.journal'}")
-    code = run_workers(tc)
-    study = optuna.load_study(study_name=tc.study, storage=open_storage(tc.storage, tc.out, tc.heartbeat_s))
-    best = write_all(study, tc)
+    code, best = search(tc)
     print(f"best: {json.dumps(best)}; {tc.out / 'report.html'}, {tc.out / 'best_hyp.yaml'}" if best else
           f"no finished trial yet; {tc.out / 'trials.csv'}")
     return code

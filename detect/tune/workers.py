@@ -21,6 +21,7 @@ from detect.cli import USER_ERRORS
 from detect.errors import UsageError
 from detect.train.faults import STOP_SIGNALS, SignalStop
 from detect.tune.objective import Interrupted, Objective, TrialFailed, TuneConfig
+from detect.tune.report import write_all
 from detect.tune.study import claimed, fail_orphans, make_pruner, make_sampler, open_storage
 
 
@@ -121,3 +122,10 @@ def run_workers(tc: TuneConfig) -> int:
         return 128 + received[0]
     codes = [p.exitcode for p in procs]
     return next((c for c in codes if c), 0)
+
+
+def search(tc: TuneConfig) -> tuple[int, dict]:
+    """Run the study's workers here, then write its files: (exit status, the best trial's summary)."""
+    code = run_workers(tc)
+    study = optuna.load_study(study_name=tc.study, storage=open_storage(tc.storage, tc.out, tc.heartbeat_s))
+    return code, write_all(study, tc)
