@@ -163,7 +163,13 @@ def test_engine_build_and_run(exported, tmp_path):
 
 def test_bench_json_schema(tmp_path, yolov5n_pt, coco128):
     """Every row timed (CPU ONNX Runtime / OpenVINO rows in their own processes, both columns) and scored
-    with --data, the scoring after the timing children (docs/BENCHMARKS.md, INT8 round 4)."""
+    with --data, the scoring after the timing children (docs/BENCHMARKS.md, INT8 round 4). Scored on 24 of
+    coco128's val images: the rows' agreement is the point, and the whole set made this the suite's slowest test."""
+    root = coco128.parent
+    (tmp_path / "val.txt").write_text("".join(f"{p}\n" for p in sorted((root / "images/val2017").glob("*.jpg"))[:24]))
+    names = __import__("yaml").safe_load(coco128.read_text())["names"]
+    subset = tmp_path / "coco24.yaml"
+    subset.write_text(__import__("yaml").safe_dump({"path": str(root), "val": str(tmp_path / "val.txt"), "names": names}))
     out = tmp_path / "bench.json"
     r = _run(
         "-m",
@@ -180,7 +186,7 @@ def test_bench_json_schema(tmp_path, yolov5n_pt, coco128):
         "--rounds",
         "1",
         "--data",
-        str(coco128),
+        str(subset),
         "--json",
         str(out),
     )
@@ -204,7 +210,9 @@ def test_bench_json_schema(tmp_path, yolov5n_pt, coco128):
     assert e2e["ONNX Runtime FP32 CPU"]["x_ort_fp32"] == 1.0
     assert "process" not in next(row for row in result["rows"] if row["backend"] == "PyTorch FP32 CPU")["model"]
     assert out.with_suffix(".png").is_file() and "p50 ms" in r.stdout and "x ORT32" in r.stdout
-    assert all(0.3 < row["accuracy"]["map50_95"] < 0.4 for row in result["rows"])  # yolov5n at 384x640: ~0.34
+    torch_map = next(r for r in result["rows"] if r["backend"] == "PyTorch FP32 CPU")["accuracy"]["map50_95"]
+    assert torch_map > 0.2 and all(abs(r["accuracy"]["map50_95"] - torch_map) < 0.02 for r in result["rows"]), [
+        (r["backend"], r["accuracy"]["map50_95"]) for r in result["rows"]]
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from detect.model import build_model, count_gflops, default_arch
 from detect.weights import atomic_save, load_model, make_checkpoint
 from prune.select import plan_layer
 from prune.surgery import prune
+from tests.clirun import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 # Layers whose output channels are not tied to a residual sum: a zero channel there is dead weight.
@@ -237,25 +238,14 @@ def test_cli_end_to_end_and_bad_input(tmp_path, tiny_synthetic):
     assert float(last[header.index("train/distill")]) >= 0  # the distillation term is a column of its own
     v = _run("-m", "detect.val", "--weights", str(out / "pruned.pt"), "--data", str(tiny_synthetic), "--img", "64")
     assert v.returncode == 0, v.stderr
-    bad = _run(
-        "-m",
-        "prune",
-        "--weights",
-        str(ckpt),
-        "--data",
-        str(tiny_synthetic),
-        "--ratio",
-        "1.5",
-        "--out",
-        str(tmp_path / "x"),
-    )
+    # the refusals in this process (the CLI's start-up was just tested end to end)
+    bad = run_cli("prune", "--weights", ckpt, "--data", tiny_synthetic, "--ratio", "1.5", "--out", tmp_path / "x")
     assert bad.returncode == 2 and "--ratio must be in (0, 1)" in bad.stderr
-    bad = _run("-m", "prune", "--weights", str(ckpt), "--data", str(tiny_synthetic), "--gflops", "1.2", "--out",
-               str(tmp_path / "x"))
+    bad = run_cli("prune", "--weights", ckpt, "--data", tiny_synthetic, "--gflops", "1.2", "--out", tmp_path / "x")
     assert bad.returncode == 2 and "--gflops must be in (0, 1)" in bad.stderr
-    diverged = _run("-m", "prune", "--weights", str(ckpt), "--data", str(tiny_synthetic), "--ratio", "0.3", "--img", "64",
-                    "--batch", "2", "--finetune-epochs", "1", "--latency-iters", "0", "--workers", "0", "--set",
-                    "warmup_epochs=0", "nominal_batch=2", "lr0=1e9", "--out", str(tmp_path / "diverged"))
+    diverged = run_cli("prune", "--weights", ckpt, "--data", tiny_synthetic, "--ratio", "0.3", "--img", "64",
+                       "--batch", "2", "--finetune-epochs", "1", "--latency-iters", "0", "--workers", "0", "--set",
+                       "warmup_epochs=0", "nominal_batch=2", "lr0=1e9", "--out", tmp_path / "diverged")
     assert diverged.returncode == 1 and "Traceback" not in diverged.stderr, diverged.stderr
     assert "error: recovery training diverged: non-finite loss" in diverged.stderr
     assert (tmp_path / "diverged" / "pruned_untuned.pt").is_file()

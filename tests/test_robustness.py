@@ -18,6 +18,7 @@ from detect.data.config import DataError, load_data_config
 from detect.data.labels import LabelReport, parse_yolo_label, scan_split
 from detect.model import build_model, default_arch
 from detect.weights import atomic_save, make_checkpoint
+from tests.clirun import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -204,7 +205,7 @@ def test_bad_weights_are_one_line_and_exit_2(tmp_path, tiny_synthetic, name, cli
              "detect.predict": ["--source", str(tiny_synthetic.parent / "images" / "val"), "--img", "64",
                                 "--out", str(tmp_path / "p")],
              "deploy.bench": ["--img", "64", "64", "--iters", "1", "--warmup", "0"]}[cli]
-    r = _run("-m", cli, "--weights", str(w), *extra)
+    r = run_cli(cli, "--weights", str(w), *extra)
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and name in lines[0], r.stderr
 
@@ -230,7 +231,7 @@ def test_out_of_range_numbers_exit_2(tmp_path, tiny_synthetic, cli, args, expect
               "detect.train": ["--data", str(tiny_synthetic), "--out", str(tmp_path / "t")],
               "deploy.export": ["--weights", "x.pt", "--out", str(tmp_path / "e")],
               "prune": ["--weights", "x.pt", "--data", str(tiny_synthetic), "--out", str(tmp_path / "p")]}[cli]
-    r = _run("-m", cli, *common, *args)
+    r = run_cli(cli, *common, *args)
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert r.returncode == 2 and len(lines) == 1 and expect in lines[0], r.stderr
 

@@ -9,6 +9,7 @@ import torch
 
 import detect.train as train_mod
 from detect.weights import load_checkpoint
+from tests.clirun import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_HYP = {"warmup_epochs": 0.0, "nominal_batch": 2, "mosaic": 0.5, "close_mosaic": 1}
@@ -190,7 +191,7 @@ def test_bad_input_one_line(tmp_path, tiny_synthetic, case):
         str(tmp_path / "run"),
     ]
     if case in ("finished", "foreign"):
-        assert _run(*base).returncode == 0
+        assert run_cli(*base[1:]).returncode == 0
         target = "last.pt" if case == "finished" else "best.pt"
         args, expect = (
             base + ["--resume", str(tmp_path / "run" / "weights" / target)],
@@ -211,7 +212,7 @@ def test_bad_input_one_line(tmp_path, tiny_synthetic, case):
             ["-m", "detect.train", "--data", str(tmp_path / "d.yaml"), "--out", str(tmp_path / "r")],
             "has no images",
         )
-    r = _run(*args)
+    r = run_cli(*args[1:])  # in this process: python -m detect.train's start-up is tested end to end elsewhere
     lines = [s for s in r.stderr.splitlines() if s.strip()]
     assert r.returncode == 2 and len(lines) == 1 and expect in lines[0], r.stderr
 
