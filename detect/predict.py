@@ -32,6 +32,7 @@ from detect.data.images import safe_name
 from detect.infer.options import add_inference_args, check_inference_args, describe, inference_config
 from detect.infer.predictor import InferenceConfig, Predictor, whole_image_detections
 from detect.infer.threads import settle_cpu_threads
+from detect.infer.thresholds import keep_above, load_thresholds, lowest_threshold
 from detect.outputs import atomic_write_bytes, atomic_write_text, ensure_writable
 from detect.submission import check_submission_path, write_submission
 
@@ -144,6 +145,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=None,
                    help="data.yaml whose class names and ids the output uses: the model's classes are matched by "
                    "name and the others dropped (e.g. person only from a COCO model)")
+    p.add_argument("--conf-per-class", type=Path, default=None,
+                   help="thresholds.json (detect.val --report DIR writes DIR/thresholds.json): one confidence "
+                   "threshold per class, by name, for F1-scored competitions (replaces --conf)")
     p.add_argument("--no-class-map", action="store_true",
                    help="with --data: refuse a model whose classes differ from the data's instead of matching names")
     add_inference_args(p)
@@ -184,12 +188,18 @@ def main(argv=None) -> int:
         if out is not None:
             ensure_writable(out.parent)
     device = cli.select_device(args.device)
+    if args.conf_per_class is not None:  # the predictor keeps what any class might; the filter does the rest
+        args.conf = lowest_threshold(args.conf_per_class)
     predictor = Predictor.from_weights(args.weights, args.img, device, inference_config(args), args.half,
                                        args.fuse_weights, args.backend, data_names(args))
     settle_cpu_threads([m.backend for m in predictor.members])  # ONNX Runtime / OpenVINO alone: the cores are theirs
     for i, m in enumerate(predictor.members):  # members: each weights file at each size, in that order
         check_input_size(m.backend, m.img_size, args.weights[i // len(args.img)])
     print(f"inference: {describe(predictor.config, len(predictor.members))}")
+    args.thresholds = None
+    if args.conf_per_class is not None:
+        args.thresholds = load_thresholds(args.conf_per_class, predictor.names)
+        print("confidence per class: " + ", ".join(f"{n} {t:.3f}" for n, t in zip(predictor.names, args.thresholds.tolist())))
     results, failed = predict_files(predictor, files, root, args)
     print(f"{len(results)} detections in {len(files) - len(failed)} images -> {safe_name(args.out)}")
     for msg in failed:
@@ -221,6 +231,8 @@ def predict_files(predictor: Predictor, files: list[Path], root: Path | None, ar
             failed.append(str(e))
             continue
         det = predictor(img)
+        if args.thresholds is not None:
+            det = keep_above(det, args.thresholds)
         h, w = img.shape[:2]
         name = names[f]
         label = args.out / "labels" / f"{name}.txt"

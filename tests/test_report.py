@@ -88,3 +88,7 @@ def test_val_report_cli_with_scenes(tiny_synthetic, tmp_path):
     assert "data:image/png;base64," in html and "AP per scene" in html and "Worst images" in html
     m = json.loads((tmp_path / "m.json").read_text())
     assert {"map_small", "map_medium", "map_large"} <= m.keys()
+    thresholds = json.loads((out / "thresholds.json").read_text())  # for detect.predict --conf-per-class
+    assert thresholds["default"] == pytest.approx(rep["conf_threshold"], abs=1e-4)
+    assert thresholds["classes"] == {c["class"]: None if c["best_conf"] is None else round(c["best_conf"], 4)
+                                     for c in rep["per_class"]}

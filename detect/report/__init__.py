@@ -20,6 +20,7 @@ from detect.data.images import safe_name
 from detect.data.labels import Sample
 from detect.data.meta import read_meta
 from detect.htmldoc import embed_image, page, table
+from detect.infer.thresholds import write_thresholds
 from detect.metrics import as_arrays
 from detect.metrics.matching import match
 from detect.outputs import atomic_write_text
@@ -105,6 +106,8 @@ def write_report(out: Path, samples, names, gt, detections, result, meta=None, r
                                   f"ap_per_{_slug(col)}.png"))
     gallery = draw_worst(out, samples, names, arrays, worst)
     atomic_write_text(json.dumps(report, indent=1), out / "report.json")
+    write_thresholds(out / "thresholds.json", names, [r["best_conf"] for r in report["per_class"]],
+                     report["conf_threshold"], f"best F1 per class on {len(samples)} images (detect.val --report)")
     atomic_write_text(render(report, out, figures, gallery), out / "report.html")
     return report
 
