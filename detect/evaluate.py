@@ -164,12 +164,15 @@ def predictor_detections(predictor: Predictor, samples: list[Sample], batch_size
         for i, s in enumerate(samples)
     }
     wall = time.perf_counter() - t_start
-    timed = {id(t): t for t in (_timed(m.backend) for m in predictor.members)}  # members may share a backend
+    timed = {id(t): t for t in (_timed(m.backend) for m in predictor.members) if t is not None}  # shared backends once
     inference = sum(t.seconds for t in timed.values())
     return fused, {"pre": pre, "inference": inference, "nms": max(0.0, wall - pre - inference), "total": wall}
 
 
-def _timed(backend) -> TimedBackend:
+def _timed(backend) -> TimedBackend | None:
+    """The member's TimedBackend (None for a predictor built without timing: its inference time reads as 0)."""
     while not isinstance(backend, TimedBackend):
-        backend = backend.backend  # through AugmentedBackend
+        backend = getattr(backend, "backend", None)  # through AugmentedBackend and the class map
+        if backend is None:
+            return None
     return backend

@@ -9,7 +9,7 @@ import pytest
 
 CLIS = ["detect.val", "detect.predict", "detect.train.__main__", "analysis.__main__", "prune.__main__",
         "deploy.export", "deploy.bench", "deploy.trt", "detect.data.__main__", "detect.model", "detect.data.synthetic",
-        "detect.tune.__main__", "detect.kfold.__main__"]
+        "detect.tune.__main__", "detect.kfold.__main__", "detect.pseudo.__main__"]
 
 
 @pytest.mark.parametrize("module", CLIS)

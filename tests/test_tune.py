@@ -88,22 +88,6 @@ def test_two_workers_share_a_journal_and_each_trial_trains_with_its_recorded_val
     assert again.returncode == 0 and len(_rows(out)) == 4  # --trials is the total: nothing more to run
 
 
-@pytest.fixture(scope="module")
-def persons(tmp_path_factory) -> Path:
-    """8 coco128 photos with people, person boxes only, as train and val: yolov5n.pt scores well on them."""
-    root = shared_path("datasets/coco128")
-    out = tmp_path_factory.mktemp("persons")
-    (out / "images").mkdir()
-    (out / "labels").mkdir()
-    for label in sorted((root / "labels/train2017").glob("*.txt"))[:40]:
-        rows = [x for x in label.read_text().splitlines() if x.startswith("0 ")]
-        if 1 <= len(rows) <= 4 and len(list((out / "labels").iterdir())) < 8:
-            (out / "labels" / label.name).write_text("\n".join(rows) + "\n")
-            (out / "images" / f"{label.stem}.jpg").symlink_to(root / "images/train2017" / f"{label.stem}.jpg")
-    (out / "data.yaml").write_text("path: .\ntrain: images\nval: images\nnames: [person]\n")
-    return out / "data.yaml"
-
-
 def test_a_trial_with_an_absurd_lr0_is_pruned_before_its_last_epoch(tmp_path, persons):
     """The first trial (base lr0 1e-4) sets the median at each epoch; lr0 in [0.3, 0.6] wrecks the model."""
     weights = shared_path("weights/yolov5n.pt")
