@@ -49,16 +49,23 @@ COLLAPSE_SHARE = 0.25  # a first validation below this share of the surgery's mA
 
 
 class CollapseGuard:
-    """Halts a fine-tuning whose first validation lost most of what the surgery kept (``floor``: mAP50-95)."""
+    """Halts a fine-tuning whose first epoch lost most of what the surgery kept (``floor``: mAP50-95).
+
+    Judged after the first epoch: on that epoch's validation, or, where the run validates less often
+    (the proofs keep the last epoch), on a validation of its own that chooses nothing."""
 
     def __init__(self, floor: float):
         self.floor, self.checked = floor, False
 
     def on_epoch_end(self, run, epoch: int, row: dict) -> None:
-        m = row["map50_95"]
-        if self.checked or m != m:  # NaN: no validation this epoch
+        if self.checked:
             return
         self.checked = True
+        m = row["map50_95"]
+        if m != m:  # NaN: the run did not validate this epoch
+            cfg = run.config
+            m = evaluate_model(run.opt.ema.module, run.data.val, run.data.cfg.names, cfg.val_img or cfg.img,
+                               DEFAULT_BATCH, min(cfg.workers, 2), run.device)["map50_95"]
         if m < self.floor:
             run.halt(f"fine-tuning collapsed: mAP50-95 {m:.4f} after epoch {epoch + 1}, below {self.floor:.4f} "
                      f"({COLLAPSE_SHARE:.0%} of the surgery's)")
@@ -114,8 +121,9 @@ def adaptive_finetune(c: PruneConfig, surgery: Path, surgery_map: float) -> tupl
                       floor=COLLAPSE_SHARE * surgery_map if c.finetune_hyp != c.hyp else None)
     if not result.halted:
         return result, c.finetune_hyp, None
-    print(f"{result.halted}; fine-tuning again from the surgery's model with {c.hyp}", flush=True)
-    return finetune(c, surgery, c.finetune_epochs, c.out / "finetune_gentle", hyp_file=c.hyp), c.hyp, result.halted
+    left = max(1, c.finetune_epochs - 1)  # the guard spent one: the run stays within the epochs it was given
+    print(f"{result.halted}; fine-tuning again from the surgery's model with {c.hyp} for {left} epochs", flush=True)
+    return finetune(c, surgery, left, c.out / "finetune_gentle", hyp_file=c.hyp), c.hyp, result.halted
 
 
 def onnx_latency_rounds(ckpts: dict[str, Path], out: Path, shape: tuple[int, int], iters: int,

@@ -282,7 +282,7 @@ def test_sparsity_training_is_recorded_and_quoted_by_the_report(tmp_path, tiny_s
     assert "moved BatchNorm |gamma| toward zero" in (out / "report.md").read_text()
 
 
-def test_collapse_guard_halts_only_a_first_validation_below_its_floor():
+def test_collapse_guard_judges_only_the_first_epoch():
     from prune.pipeline import CollapseGuard
 
     class FakeRun:
@@ -291,11 +291,9 @@ def test_collapse_guard_halts_only_a_first_validation_below_its_floor():
         def halt(self, reason):
             self.halted = reason
 
-    nan = float("nan")
     run, guard = FakeRun(), CollapseGuard(0.06)
-    guard.on_epoch_end(run, 0, {"map50_95": nan})  # no validation: nothing judged yet
-    guard.on_epoch_end(run, 1, {"map50_95": 0.07})  # the first validation holds
-    guard.on_epoch_end(run, 2, {"map50_95": 0.0})  # later dips are fine-tuning's own business
+    guard.on_epoch_end(run, 0, {"map50_95": 0.07})  # the first epoch holds
+    guard.on_epoch_end(run, 1, {"map50_95": 0.0})  # later dips are fine-tuning's own business
     assert run.halted is None
     run, guard = FakeRun(), CollapseGuard(0.06)
     guard.on_epoch_end(run, 0, {"map50_95": 0.0})
@@ -310,12 +308,28 @@ def test_a_collapsed_fine_tuning_starts_again_from_the_surgery_with_the_gentle_r
     calls = []
 
     def fake_finetune(c, checkpoint, epochs, out, share=None, hyp_file=None, floor=None):
-        calls.append((Path(checkpoint).name, out.name, Path(hyp_file).name, floor))
+        calls.append((Path(checkpoint).name, out.name, Path(hyp_file).name, floor, epochs))
         return FitResult(halted="fine-tuning collapsed" if len(calls) == 1 else None)
 
     monkeypatch.setattr(pipeline, "finetune", fake_finetune)
     c = PruneConfig(weights=tmp_path / "w.pt", data="d.yaml", out=tmp_path, finetune_hyp="configs/hyp/rewind.yaml", ratio=0.5,
                     finetune_epochs=3)
     _, recipe, collapsed = pipeline.adaptive_finetune(c, tmp_path / "surgery.pt", 0.25)
-    assert calls == [("surgery.pt", "finetune", "rewind.yaml", 0.0625), ("surgery.pt", "finetune_gentle", "recover.yaml", None)]
+    assert calls == [("surgery.pt", "finetune", "rewind.yaml", 0.0625, 3),
+                     ("surgery.pt", "finetune_gentle", "recover.yaml", None, 2)]  # 3 epochs in all
     assert recipe.endswith("recover.yaml") and collapsed == "fine-tuning collapsed"
+
+
+def test_collapse_guard_validates_the_first_epoch_itself_when_the_run_does_not(tmp_path, tiny_synthetic):
+    """The proofs validate only the last epoch; the guard still judges the first, without choosing best.pt."""
+    from detect.hyp import load_hyp
+    from detect.train import TrainConfig, fit
+    from detect.train.callbacks import default_callbacks
+    from prune.pipeline import CollapseGuard
+
+    config = TrainConfig(data=str(tiny_synthetic), model="yolov5n", out=tmp_path / "r", img=64, epochs=3, batch=2,
+                         workers=0, val_interval=3, device="cpu", quiet=True,
+                         hyp=load_hyp(None, {"warmup_epochs": 0.0, "nominal_batch": 2}))
+    result = fit(config, callbacks=[*default_callbacks(config.out, False, True), CollapseGuard(1.01)])
+    assert result.halted and "after epoch 1" in result.halted
+    assert (tmp_path / "r/results.csv").read_text().count("\n") == 2  # the header and epoch 1
