@@ -33,6 +33,10 @@ TUNE_EPOCHS ?= 5
 WORKERS ?= 1
 DEVICES ?=
 LR_FIND ?=
+# competition workflow: make kfold (FOLDS), make pseudo (PRECISION; PSEUDO_ARGS="--augment")
+FOLDS ?= 5
+PRECISION ?= 0.9
+PSEUDO_ARGS ?=
 # pruning: the defaults are the settings measured to keep accuracy (docs/BENCHMARKS.md). A share of
 # channels (RATIO, 10%): uniform, least-squares reconstruction, distilled recovery with
 # configs/hyp/recover.yaml. A speed budget (GFLOPS=0.6, never exceeded: --gflops-at-most) switches
@@ -93,6 +97,14 @@ tune: data  ## Optuna search: TRIALS trials of TUNE_EPOCHS epochs over SPACE (WO
 	$(PY) -m detect.tune --data $(DATA) --model $(MODEL) --weights "$(INIT)" $(TRAIN_IMG_ARG) --batch $(BATCH) --hyp $(or $(RECIPE),$(HYP)) \
 	  --device $(DEVICE) --out $(OUT)/tune $(if $(LR_FIND),--lr-find,--space $(SPACE) --trials $(TRIALS) --epochs $(TUNE_EPOCHS) \
 	  $(if $(DEVICES),--devices $(DEVICES),--workers $(WORKERS))) $(if $(SET),--set $(SET))
+
+kfold: data  ## FOLDS-fold training of MODEL on DATA (as make train), out-of-fold predictions, fold ensemble; OUT/kfold
+	$(PY) -m detect.kfold --data $(DATA) --folds $(FOLDS) --model $(MODEL) --weights "$(INIT)" $(TRAIN_IMG_ARG) \
+	  --epochs $(EPOCHS) --batch $(BATCH) --hyp $(or $(RECIPE),$(HYP)) --device $(DEVICE) --out $(OUT)/kfold $(if $(SET),--set $(SET))
+
+pseudo: data  ## pseudo-label the images in SOURCE with WEIGHTS at IMG (thresholds for PRECISION on DATA's val); OUT/pseudo/data.yaml
+	$(PY) -m detect.pseudo --weights $(WEIGHTS) --source "$(SOURCE)" --data $(DATA) --img $(IMG) --precision $(PRECISION) \
+	  --device $(DEVICE) --out $(OUT)/pseudo $(PSEUDO_ARGS)
 
 train-sparse: data  ## as train, plus L1 sparsity SPARSITY on BatchNorm gamma (for prune); OUT/train-sparse
 	$(PY) -m detect.train --data $(DATA) --model $(MODEL) --weights "$(INIT)" --img $(TRAIN_IMG) --epochs $(EPOCHS) \
