@@ -145,7 +145,7 @@ def weights_or_scale(name: str, tmp: Path) -> Path:
 def _ort_device() -> tuple[torch.device, str]:
     """ONNX Runtime's device: CUDA only where this onnxruntime build has the CUDA provider (the pinned
     one is the CPU build, so a GPU host without onnxruntime-gpu still benches ONNX Runtime on the CPU)."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # lazy: ONNX rows only
 
     if torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers():
         return torch.device("cuda"), "CUDA"
@@ -360,7 +360,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def plot_rows(rows: list[dict], path: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: the plot only
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -60,7 +60,7 @@ def export_onnx(
 
 
 def simplify(path: Path) -> None:
-    import onnxslim
+    import onnxslim  # lazy: the simplification step only
 
     model = onnxslim.slim(onnx.load(str(path)))
     onnx.save(model, str(path))
@@ -77,7 +77,7 @@ def to_fp16(src: Path, dst: Path, keep_decode_fp32: bool = True) -> None:
     """FP16 weights and compute, FP32 at the boundary (callers keep feeding float32). The Detect
     decode (grid offsets, anchor sizes: values up to the input size) stays FP32, as NVIDIA's
     TensorRT 10->11 migration (ModelOpt AutoCast) keeps nodes beyond FP16's comfortable range."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.float16 import convert_float_to_float16  # lazy: the FP16 graph only
 
     model = onnx.load(str(src))
     blocked = head_and_decode(model)[1] if keep_decode_fp32 else []
@@ -101,7 +101,7 @@ def check_images(paths: list[Path], shape: tuple[int, int], stride: int, n: int 
 
 def parity(model: torch.nn.Module, onnx_path: Path, x: torch.Tensor, batch: int | None) -> dict:
     """Max error of ONNX Runtime vs PyTorch, relative to the largest magnitude per part of the output."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # lazy: the parity check only
 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     with torch.no_grad():

@@ -173,7 +173,13 @@ def quantize(fp32: Path, out: Path, calib: list[Path], meta: dict, method: str =
              exclude: list[str] | None = None, symmetric: bool = False) -> dict:
     """Write the QDQ model ``out`` from ``fp32``; returns what was done (for the metadata and report).
     ``symmetric``: INT8 activations with zero point 0, as TensorRT requires (else UINT8, for CPUs)."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
+    from onnxruntime.quantization import (  # lazy: --int8 only
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
 
     if method not in METHODS:
         raise UsageError(f"--calib-method {method}: expected one of {', '.join(METHODS)}")
@@ -227,7 +233,7 @@ def quantize(fp32: Path, out: Path, calib: list[Path], meta: dict, method: str =
 def output_error(fp32: Path, int8: Path, paths: list[Path], meta: dict, conf: float = 0.25) -> dict:
     """INT8 against FP32 in ONNX Runtime on ``paths``: the largest score and box-corner differences
     over the anchors FP32 finds confident (score = objectness x best class > ``conf``)."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # lazy: --int8 only
 
     batch, _, h, w = meta["input_shape"]
     runs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32, int8)]

@@ -33,7 +33,7 @@ RUNTIMES = ("ort", "ort-1thread", "openvino", "openvino-half")
 
 def _deployed(path: str, runtime: str):
     """The backend val and predict use for ``runtime`` (OpenVINO at its precision, or ONNX Runtime)."""
-    import torch
+    import torch  # lazy: the timing child imports only what its row runs
 
     from detect.infer.runtimes import load_deployed
 
@@ -45,7 +45,7 @@ def _runner(path: str, runtime: str):
     """One inference call on a numpy batch: ONNX Runtime's ``session.run`` on all cores or one thread (numpy
     and onnxruntime only), or OpenVINO through the deployment's backend (its own settings: threads, precision)."""
     if runtime in ("ort", "ort-1thread"):
-        import onnxruntime as ort
+        import onnxruntime as ort  # lazy: the timing child imports only what its row runs
 
         options = ort.SessionOptions()
         if runtime == "ort-1thread":
@@ -59,7 +59,7 @@ def _runner(path: str, runtime: str):
 def end_to_end_call(backend, image: Path, shape: tuple[int, int], batch: int):
     """One call of the whole pipeline on ``batch`` copies of ``image``: JPEG decode, letterbox, ``backend``
     (a detector backend: torch tensor in, raw predictions out), NMS at predict's defaults."""
-    import cv2
+    import cv2  # lazy: the timing child imports only what its row runs
     import torch
 
     from detect.boxes import non_max_suppression, prepare_image
@@ -90,7 +90,7 @@ def time_session(path: str, shape: tuple[int, ...], iters: int, warmup: int, run
     """Seconds per call of the ONNX file at ``path`` (CPU): ``model``, inference on a random input of
     ``shape``; with ``image``, ``end_to_end`` too (``end_to_end_call``, through the backend val and predict
     use, after the model loop: one session serves both)."""
-    import numpy as np
+    import numpy as np  # lazy: the timing child imports only what its row runs
 
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")

@@ -136,7 +136,7 @@ def apply_timing_cache(config, path: Path | None) -> None:
 
 def build(onnx_path: Path, out: Path, workspace_gb: float = 4.0, timing_cache: Path | None = None,
           int8: bool = False, nms_layer: dict | None = None) -> dict:
-    import tensorrt as trt
+    import tensorrt as trt  # lazy: GPU hosts only (requirements-trt.txt)
 
     major = int(trt.__version__.split(".")[0])
     meta = read_metadata(onnx_path)

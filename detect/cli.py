@@ -39,7 +39,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 def select_device(name: str | None):
     """``cpu``, ``cuda`` or ``cuda:N``; a CUDA request without CUDA is a usage error."""
-    import torch
+    import torch  # lazy: analysis imports detect.cli and must start without torch
 
     name = (name or ("cuda:0" if torch.cuda.is_available() else "cpu")).lower()
     if name.startswith("cuda") or name.isdigit():

@@ -365,7 +365,7 @@ __all__ = [
 
 def main(argv=None) -> int:
     """``python -m detect.model --model yolov5s --nc 12 --img 384 640``: size and cost of a model."""
-    import argparse
+    import argparse  # lazy: the module's own CLI only
 
     p = argparse.ArgumentParser(prog="python -m detect.model", description="Parameters and GFLOPs of a YOLOv5 model.")
     p.add_argument("--model", default="yolov5s", help=f"one of {', '.join(SCALES)}")

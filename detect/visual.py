@@ -32,7 +32,7 @@ def save_batch(images: torch.Tensor, labels: torch.Tensor, names: list[str], pat
 
 
 def plot_results(csv_path: Path, out: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: plots only: CLIs start without it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -140,7 +140,7 @@ def check_checkpoint(ckpt: dict, path) -> dict:
 
 
 def _numpy_global(name: str):
-    import importlib
+    import importlib  # lazy: the official-checkpoint path only
 
     module, attr = name.rsplit(".", 1)
     return (getattr(importlib.import_module(module), attr), name)

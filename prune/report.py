@@ -8,7 +8,7 @@ import torch
 
 
 def plots(out: Path, gammas: torch.Tensor, thr: float, layers: list[dict]) -> None:
-    import matplotlib
+    import matplotlib  # lazy: plots only
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

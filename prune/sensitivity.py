@@ -17,7 +17,7 @@ from prune.surgery import group_scores, remove
 
 
 def scan(model, evaluate, calib, share: float, shape: tuple[int, int], progress: bool = True) -> list[dict]:
-    import torch
+    import torch  # lazy: the scan only
     from tqdm import tqdm
 
     base = evaluate(model)["map50_95"]
@@ -36,7 +36,7 @@ def scan(model, evaluate, calib, share: float, shape: tuple[int, int], progress:
 
 
 def write(out: Path, rows: list[dict], share: float) -> None:
-    import matplotlib
+    import matplotlib  # lazy: plots only
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

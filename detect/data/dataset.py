@@ -29,7 +29,7 @@ def init_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn`` for every loader: workers ignore SIGINT/SIGTERM (the main process
     decides when they end, so a signal to the whole process group cannot kill them mid-batch and
     crash the main one), and OpenCV runs single-threaded in them (its pool would fight the model's)."""
-    import signal
+    import signal  # lazy: in the data-loading worker process only
 
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_IGN)

@@ -126,7 +126,7 @@ def fuse(dets: list[torch.Tensor], image_hw: tuple[int, int], c: InferenceConfig
         return dets[0][: c.max_det]
     if c.fuse == "nms":
         return nms(torch.cat(dets), c.fuse_iou, max_det=c.max_det)
-    from ensemble_boxes import weighted_boxes_fusion
+    from ensemble_boxes import weighted_boxes_fusion  # lazy: only --fuse wbf needs it
 
     h, w = image_hw
     scale = np.array([w, h, w, h], np.float64)

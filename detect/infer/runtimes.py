@@ -78,7 +78,7 @@ class OnnxBackend(DeployedBackend):
     name = "onnxruntime"
 
     def __init__(self, path: str | Path, device: torch.device):
-        import onnxruntime as ort
+        import onnxruntime as ort  # lazy: loaded when an .onnx model is opened
 
         super().__init__(path, device)
         providers = ["CPUExecutionProvider"]
@@ -110,7 +110,7 @@ class OpenVinoBackend(DeployedBackend):
         if device.type != "cpu":
             raise WeightsError(f"{path}: --backend openvino runs on the CPU here; use --device cpu")
         try:
-            import openvino as ov
+            import openvino as ov  # lazy: an optional runtime: loaded when a model runs on it
         except ImportError:
             raise WeightsError("--backend openvino: the openvino package is not installed (pip install -r requirements.txt)") from None
         super().__init__(path, device)
@@ -137,7 +137,7 @@ def openvino_config(core, half: bool = False) -> dict:
 def openvino_half_precision(core=None) -> str:
     """What ``half`` means on this CPU for OpenVINO: bf16 where the CPU has it, else f16."""
     if core is None:
-        import openvino as ov
+        import openvino as ov  # lazy: an optional runtime: loaded when a model runs on it
 
         core = ov.Core()
     return "bf16" if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "f16"

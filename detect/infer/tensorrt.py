@@ -24,7 +24,7 @@ def _require_tensorrt(what: str):
     if not torch.cuda.is_available():
         raise WeightsError(f"{what}: TensorRT engines need a CUDA GPU and none is visible here; use model.onnx instead")
     try:
-        import tensorrt as trt
+        import tensorrt as trt  # lazy: GPU hosts only (requirements-trt.txt)
     except ImportError:
         raise WeightsError(
             f"{what}: the TensorRT Python package is not installed (pip install -r requirements-trt.txt on a GPU host)"

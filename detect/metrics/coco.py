@@ -58,10 +58,10 @@ def coco_eval(gt: dict, detections: list[dict], max_det: int = 100, img_ids=None
     engine = engine or default_engine()
     with contextlib.redirect_stdout(io.StringIO()):
         if engine == "pycocotools":
-            from pycocotools.coco import COCO
+            from pycocotools.coco import COCO  # lazy: the engine asked for, only
             from pycocotools.cocoeval import COCOeval
         else:
-            from faster_coco_eval import COCO
+            from faster_coco_eval import COCO  # lazy: the engine asked for, only
             from faster_coco_eval import COCOeval_faster as COCOeval
         coco = COCO()
         coco.dataset = gt

@@ -81,7 +81,7 @@ class TensorBoardLogger:
     def __init__(self, out: Path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # lazy: slow to import and warns; training only
         self.writer = SummaryWriter(str(out))
 
     def on_epoch_end(self, run, epoch: int, row: dict) -> None:

@@ -271,7 +271,7 @@ def batch_statistics_teacher(teacher: YOLOv5) -> YOLOv5:
 
 
 def _write_run_files(config: TrainConfig, resumed: bool) -> None:
-    import yaml
+    import yaml  # lazy: run files only
 
     config.out.mkdir(parents=True, exist_ok=True)
     if not resumed:
