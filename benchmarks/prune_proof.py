@@ -65,7 +65,7 @@ from detect.train.builders import build_train_model  # noqa: E402
 from detect.weights import atomic_save, load_model, make_checkpoint  # noqa: E402
 from prune.config import PruneConfig  # noqa: E402
 from prune.importance import estimator  # noqa: E402
-from prune.pipeline import calibration_batch, evaluate, finetune, onnx_latency_rounds  # noqa: E402
+from prune.pipeline import adaptive_finetune, calibration_batch, evaluate, onnx_latency_rounds  # noqa: E402
 from prune.surgery import plan, ratio_for_gflops, remove  # noqa: E402
 
 SHAPE = (384, 640)
@@ -192,6 +192,8 @@ def strategy_run(task: Task, base: Path, strategy: str, round_to: int, args) -> 
     final = task.root / strategy / "pruned.pt"
     pruned, _ = load_model(final, "cpu", fuse=False)
     return {"weights": final, "map50_95": task.score(pruned), "epochs": c.finetune_epochs + step_epochs * args.steps,
+            "finetune_hyp_used": report.get("finetune_hyp_used"), "collapsed": report.get("finetune_collapsed"),
+            "kept": report.get("kept"),
             "ratio": report["steps"][-1]["share"], "gflops_ratio": count_gflops(pruned, SHAPE) / count_gflops(model, SHAPE),
             "steps": report["steps"], "wall_s": time.perf_counter() - t0}
 
@@ -202,6 +204,7 @@ def curve(task: Task, base: Path, strategies: dict[str, int], args) -> dict:
     Saved to TASK/curve/points.json and reused by a later run with the same baseline and --curve-epochs."""
     cache = task.root / "curve" / "points.json"
     key = {"baseline": str(base), "curve_epochs": args.curve_epochs, "finetune_hyp": str(task.finetune_hyp), "last_epoch": True,
+           "adaptive": True,
            "strategies": strategies, "gflops_at_most": args.gflops_at_most}
     out = {s: {} for s in strategies}
     if cache.is_file() and json.loads(cache.read_text()).get("key") == key:
@@ -223,14 +226,18 @@ def curve(task: Task, base: Path, strategies: dict[str, int], args) -> dict:
             untuned = folder / "pruned_untuned.pt"
             atomic_save(make_checkpoint(pruned, task.cfg.names), untuned)
             c = task.prune_config(base, folder, strategy, ratio, 1, 0, round_to=round_to, val_interval=args.curve_epochs)
-            try:
-                tuned = finetune(c, untuned, args.curve_epochs, folder / "finetune",
-                                 hyp_file=c.finetune_hyp).summary["map50_95"]
+            c.finetune_epochs = args.curve_epochs
+            surgery, recipe, collapsed = task.score(pruned), None, None
+            try:  # as python -m prune fine-tunes: a recipe that collapses in its first epoch gives way to recover.yaml
+                result, recipe, collapsed = adaptive_finetune(c, untuned, surgery)
+                tuned = result.summary["map50_95"]
             except FloatingPointError as e:  # a collapsed prune can diverge: record it, keep going
                 print(f"curve {strategy} {target}: fine-tuning diverged ({e})", flush=True)
                 tuned = None
             out[strategy][str(target)] = {"gflops_ratio": count_gflops(pruned, SHAPE) / count_gflops(model, SHAPE),
-                                          "map50_95_pruned": task.score(pruned), "map50_95": tuned}
+                                          "map50_95_pruned": surgery, "map50_95": tuned,
+                                          "finetune_hyp_used": recipe and os.path.relpath(recipe, REPO),
+                                          "collapsed": collapsed}
             print(f"curve {strategy} {target}: {out[strategy][str(target)]}", flush=True)
             cache.write_text(json.dumps({"key": key, "points": out}, indent=2))
     return out
@@ -334,6 +341,10 @@ def run_task(name: str, args) -> dict:
         "baseline_weights": rel(base), "pruned_weights": rel(pruned["weights"]),
         "uniform_weights": rel(runs["uniform"]["weights"]),
         "steps": {s: runs[s]["steps"] for s in runs}, "channel_ratio": {s: runs[s]["ratio"] for s in runs},
+        # the recovery each run ended with: rewind.yaml where the baseline's fine-tuning chose it, recover.yaml
+        # where that collapsed in the first epoch (python -m prune's guard), and which model pruned.pt is
+        "finetune_hyp_used": {s: runs[s]["finetune_hyp_used"] for s in runs},
+        "finetune_collapsed": {s: runs[s]["collapsed"] for s in runs}, "kept": {s: runs[s]["kept"] for s in runs},
         "curve": points, "target_gflops": args.target, "gflops_at_most": args.gflops_at_most,
         # training reproduces to the bit on one CPU but not across CPU models (docs/BENCHMARKS.md, round 13)
         "machine": machine_info(), "date": time.strftime("%Y-%m-%d"),
