@@ -12,7 +12,7 @@ from pathlib import Path
 
 from detect import cli
 from detect.kfold.run import KFoldConfig, run_kfold
-from detect.train.config import add_train_options, config_from_args
+from detect.train.config import add_train_options, embedded_config
 
 EXAMPLES = """examples:
   python -m detect.kfold --data data.yaml --folds 5 --weights yolov5n.pt --img 320 --epochs 10 --out runs/kfold
@@ -37,10 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    given = {a.split("=", 1)[0][2:] for a in (sys.argv[1:] if argv is None else argv) if a.startswith("--")}
-    run_args = argparse.Namespace(**vars(args))
-    run_args.out, run_args.resume, run_args.given = args.out / "base", False, given - {"out"}
-    base = config_from_args(run_args)
+    base = embedded_config(args, argv, args.out / "base")
     try:
         run_kfold(KFoldConfig(base=base, out=args.out, folds=args.folds, group_by=args.group_by, meta=args.meta,
                               seed=args.seed))

@@ -238,6 +238,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
+def embedded_config(args: argparse.Namespace, argv: list[str] | None, out: Path, **values) -> TrainConfig:
+    """The TrainConfig of a command that carries detect.train's options (``add_train_options``) beside its own
+    (detect.tune, detect.kfold): ``out`` and ``values`` fill what that command names differently or skips."""
+    given = {a.split("=", 1)[0][2:] for a in (sys.argv[1:] if argv is None else argv) if a.startswith("--")}
+    run_args = argparse.Namespace(**{**vars(args), **values, "out": out, "resume": False})
+    run_args.given = given - {"out", *(k.replace("_", "-") for k in values)}  # a recipe's train: section fills the rest
+    return config_from_args(run_args)
+
+
 def _resume_conflicts(args: argparse.Namespace, given: set[str], cfg: TrainConfig) -> list[str]:
     """Each option given with --resume that would change the saved run, described."""
     out = []

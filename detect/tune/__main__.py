@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import optuna
@@ -17,7 +16,7 @@ import torch
 
 from detect import cli
 from detect.errors import UsageError
-from detect.train.config import add_train_options, config_from_args
+from detect.train.config import add_train_options, embedded_config
 from detect.tune.lr_find import LrFindConfig, lr_find
 from detect.tune.objective import TuneConfig
 from detect.tune.space import SearchSpace
@@ -70,15 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def base_config(args: argparse.Namespace, given: set[str]):
-    """detect.train's options as the TrainConfig every trial starts from (``given``: the flags on the command line,
-    so a recipe file's train: section fills only the others, as in detect.train)."""
-    run_args = argparse.Namespace(**vars(args))
-    run_args.out, run_args.workers, run_args.resume = args.out / "base", args.loader_workers, False
-    run_args.given = given - {"out", "workers"}
-    return config_from_args(run_args)
-
-
 def devices(spec: str | None, workers: int) -> tuple[str, ...]:
     if spec is None:
         return ()
@@ -96,8 +86,7 @@ def devices(spec: str | None, workers: int) -> tuple[str, ...]:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    given = {a.split("=", 1)[0][2:] for a in (sys.argv[1:] if argv is None else argv) if a.startswith("--")}
-    base = base_config(args, given)
+    base = embedded_config(args, argv, args.out / "base", workers=args.loader_workers)  # --workers: tuning workers
     if args.lr_find:
         lr_find(base, LrFindConfig(args.lr_steps, args.lr_min, args.lr_max), args.out / "lr_find")
         return 0
