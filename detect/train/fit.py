@@ -216,7 +216,8 @@ def _finish(run: Run, metrics: dict) -> FitResult:
     }
     run.callbacks.on_fit_end(run, summary)
     write_json(summary, run.config.out / "metrics.json")
-    print(f"done: {ck.best} (fitness {run.state.best_fitness:.4f})")
+    print(f"done: {ck.best} (fitness {run.state.best_fitness:.4f})" if Path(ck.best).is_file() else
+          f"done: no epoch validated, so no best.pt; {ck.last}")
     return FitResult(summary, ck.best, ck.last, halted=run.halted)
 
 
