@@ -22,7 +22,7 @@ from detect.errors import UsageError
 from detect.train.faults import STOP_SIGNALS, SignalStop
 from detect.tune.objective import Interrupted, Objective, TrialFailed, TuneConfig
 from detect.tune.report import write_all
-from detect.tune.study import claimed, fail_orphans, make_pruner, make_sampler, open_storage
+from detect.tune.study import claimed, counted, fail_orphans, make_pruner, make_sampler, open_storage
 
 
 class StopFlag:
@@ -54,8 +54,16 @@ def work(tc: TuneConfig, worker: int = 0, device: str | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a caught trial failure would print its traceback
     study, storage = open_study(tc, worker)
     orphans = fail_orphans(study, storage)
+    if isinstance(storage, optuna.storages.RDBStorage):  # heartbeats older than the grace period: failed, requeued
+        optuna.storages.fail_stale_trials(study)
     if orphans:
         print(f"worker {worker}: trials {orphans} had lost their worker; failed and queued again", file=sys.stderr)
+    if counted(study) < tc.trials <= claimed(study):
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        where = ", ".join(f"{t.number} on {t.user_attrs.get('host', '?')}" for t in running)
+        print(f"worker {worker}: the study's last trials are running ({where}); "
+              f"nothing to start. If their workers died: a journal fails them when a worker starts on their host, "
+              f"PostgreSQL {3 * tc.heartbeat_s} s after their last heartbeat; then run again", file=sys.stderr)
     with SignalStop() as stop:
         flag = StopFlag(stop)
 
