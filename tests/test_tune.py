@@ -177,3 +177,15 @@ def test_sigint_fails_the_running_trial_queues_it_again_and_exits_130(tmp_path, 
     assert first["state"] == "FAIL" and first["reason"] == "interrupted by SIGINT"
     study = optuna.load_study(study_name="tune", storage=open_storage(None, out))
     assert [t.user_attrs.get("retry_of") for t in study.trials if t.state == optuna.trial.TrialState.WAITING] == [0]
+
+
+def test_storage_urls_sqlite_refused_and_passwords_never_printed(tmp_path):
+    from detect.tune.study import _redact
+
+    with pytest.raises(UsageError, match="SQLite is not safe for parallel workers"):
+        open_storage("sqlite:///x.db", tmp_path)
+    assert _redact("postgresql://team:s3cret@db:5432/optuna") == "postgresql://team:***@db:5432/optuna"
+    assert _redact("postgresql://team@db/optuna") == "postgresql://team@db/optuna"
+    with pytest.raises(UsageError) as e:  # nothing listens on port 1
+        open_storage("postgresql://team:s3cret@127.0.0.1:1/optuna", tmp_path)
+    assert "s3cret" not in str(e.value) and "cannot connect" in str(e.value)
