@@ -417,7 +417,7 @@ def test_a_fine_tuning_worse_than_the_surgery_never_replaces_it(tmp_path, tiny_s
     def fake_evaluate(model, *args, **kw):
         return {"map50": 0.05, "map50_95": 0.02} if ruined(model) else {"map50": 0.5, "map50_95": 0.3}
 
-    def fake_finetune(c, checkpoint, epochs, out, share=None, hyp_file=None):
+    def fake_finetune(c, checkpoint, epochs, out, share=None, hyp_file=None, floor=None):
         model = pipeline.reload(checkpoint)
         for bn in model.modules():
             if isinstance(bn, torch.nn.BatchNorm2d):
@@ -448,7 +448,7 @@ def test_recovery_starts_biases_at_lr0_at_most(tmp_path, tiny_synthetic, monkeyp
 
     seen = {}
 
-    def fake_fit(config):
+    def fake_fit(config, callbacks=None):
         seen.update(config.hyp.as_dict())
         return pipeline.FitResult({}, None, None)
 
