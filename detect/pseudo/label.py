@@ -117,8 +117,8 @@ def write_labels(c: PseudoConfig, predictor: Predictor, thresholds: list[ClassTh
         label_file.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text("".join(line.rsplit(" ", 1)[0] + "\n" for line in yolo_lines(kept, h, w)), label_file)
         counts["labelled" if len(kept) else "background"] += 1
-        for k in np.bincount(kept[:, 5].long().numpy(), minlength=len(thresholds)).nonzero()[0]:
-            counts["boxes"][int(k)] += int((kept[:, 5] == k).sum())
+        per_class = np.bincount(kept[:, 5].long().numpy(), minlength=len(thresholds))
+        counts["boxes"] = [int(a + b) for a, b in zip(counts["boxes"], per_class)]
     return counts
 
 
