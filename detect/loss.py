@@ -1,5 +1,9 @@
 """The YOLOv5 loss: anchor matching by width/height ratio with two neighbouring cells, CIoU box
 loss, BCE objectness against IoU targets with per-level balance, BCE (or focal) class loss.
+
+Target rows of class -1 are ignore regions (detect/data/labels.py): they match no anchor, and the
+objectness of every cell whose centre lies in one is left out of the loss unless an object was matched
+there. A region over a whole image leaves only the distillation term (an unlabelled image).
 """
 
 from __future__ import annotations
@@ -44,6 +48,20 @@ def distillation_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], 
     return hyp.distill_cls * cls_sum + hyp.distill_obj * obj_sum + hyp.distill_box * box_sum
 
 
+def ignored_cells(regions: torch.Tensor, batch: int, h: int, w: int) -> torch.Tensor:
+    """(batch, 1, h, w) bool: the cells of an h x w grid whose centre lies inside one of ``regions`` (rows of
+    image index, class, cx, cy, w, h normalised) of their image."""
+    device = regions.device
+    cx, cy = (torch.arange(w, device=device) + 0.5) / w, (torch.arange(h, device=device) + 0.5) / h
+    x1, x2 = regions[:, 2] - regions[:, 4] / 2, regions[:, 2] + regions[:, 4] / 2
+    y1, y2 = regions[:, 3] - regions[:, 5] / 2, regions[:, 3] + regions[:, 5] / 2
+    in_x = (cx >= x1[:, None]) & (cx <= x2[:, None])  # (k, w)
+    in_y = (cy >= y1[:, None]) & (cy <= y2[:, None])  # (k, h)
+    hits = torch.zeros(batch, h, w, device=device)
+    hits.index_add_(0, regions[:, 0].long(), (in_y[:, :, None] & in_x[:, None, :]).float())
+    return (hits > 0)[:, None]
+
+
 class YOLOLoss:
     """``loss(preds, targets) -> (total * batch, [box, obj, cls])``.
 
@@ -71,12 +89,30 @@ class YOLOLoss:
         pw = torch.tensor([pos_weight], device=logits.device)
         return F.binary_cross_entropy_with_logits(logits, target, pos_weight=pw)
 
+    def _objectness(self, logits: torch.Tensor, tobj: torch.Tensor, regions: torch.Tensor, matched) -> torch.Tensor:
+        """Objectness BCE (or focal) over every anchor and cell; cells in an ignore region are left out
+        unless a target was matched there (``matched``: image, anchor, y, x indices), still divided by all of
+        them (a region removes terms, it rescales none)."""
+        if not len(regions):
+            return self._bce(logits, tobj, self.obj_pw)
+        keep = ~ignored_cells(regions, *logits.shape[:1], *logits.shape[2:]).expand_as(logits).clone()
+        keep[matched] = True
+        if self.fl_gamma > 0:
+            per = sigmoid_focal_loss(logits, tobj, self.fl_alpha, self.fl_gamma, reduction="none")
+        else:
+            pw = torch.tensor([self.obj_pw], device=logits.device)
+            per = F.binary_cross_entropy_with_logits(logits, tobj, pos_weight=pw, reduction="none")
+        return (per * keep).sum() / per.numel()
+
     def __call__(self, preds: list[torch.Tensor], targets: torch.Tensor):
         device = preds[0].device
         acc = torch.float64 if preds[0].dtype == torch.float64 else torch.float32  # fp64 sums for reference checks
         lbox = torch.zeros(1, device=device, dtype=acc)
         lobj = torch.zeros(1, device=device, dtype=acc)
         lcls = torch.zeros(1, device=device, dtype=acc)
+        regions = targets[targets[:, 1] < 0]
+        if len(regions):
+            targets = targets[targets[:, 1] >= 0]
         tcls, tbox, indices, anchors = self.build_targets(preds, targets)
         for i, p in enumerate(preds):
             p = p if p.dtype == torch.float64 else p.float()  # fp32 at least (AMP); fp64 kept for reference checks
@@ -97,7 +133,7 @@ class YOLOLoss:
                     t = torch.full_like(pcls, self.cn)
                     t[torch.arange(len(b), device=device), tcls[i]] = self.cp
                     lcls += self._bce(pcls, t, self.cls_pw)
-            lobj += self._bce(p[..., 4], tobj, self.obj_pw) * self.balance[i]
+            lobj += self._objectness(p[..., 4], tobj, regions, (b, a, gj, gi)) * self.balance[i]
         lbox, lobj, lcls = lbox * self.box_gain, lobj * self.obj_gain, lcls * self.cls_gain
         bs = preds[0].shape[0]
         terms = {"box": lbox, "obj": lobj, "cls": lcls}  # each already weighted by its gain (box, obj, cls)

@@ -21,10 +21,11 @@ def save_batch(images: torch.Tensor, labels: torch.Tensor, names: list[str], pat
     for k in range(n):
         img = np.ascontiguousarray(images[k].permute(1, 2, 0).cpu().numpy()[..., ::-1])
         for _, c, cx, cy, bw, bh in labels[labels[:, 0] == k].tolist():
-            colour = tuple(int(v) for v in np.random.default_rng(int(c)).integers(40, 255, 3))
+            # an ignore region (class -1): grey, named as such
+            colour = (128, 128, 128) if c < 0 else tuple(int(v) for v in np.random.default_rng(int(c)).integers(40, 255, 3))
             p1 = (int((cx - bw / 2) * w), int((cy - bh / 2) * h))
             cv2.rectangle(img, p1, (int((cx + bw / 2) * w), int((cy + bh / 2) * h)), colour, 1)
-            name = names[int(c)] if int(c) < len(names) else str(int(c))
+            name = "ignore" if c < 0 else names[int(c)] if int(c) < len(names) else str(int(c))
             cv2.putText(img, name[:14], (p1[0], max(p1[1] - 2, 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.3, colour, 1)
         r, q = divmod(k, cols)
         grid[r * h : (r + 1) * h, q * w : (q + 1) * w] = img

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from detect.data.config import DataError, load_data_config, yolo_label_path
@@ -176,6 +177,29 @@ def test_scan_split_counts_and_cache(tmp_path):
     label.write_text("1 0.5 0.5 0.5 0.5\n9 0.5 0.5 0.1 0.1\n")  # different size -> new key
     changed, report = scan_split(cfg, "train", progress=False)
     assert [i.kind for i in report.issues] == ["bad_class"]
+
+
+def test_ignore_regions_are_kept_apart_cached_and_travel_through_training_augmentation(tmp_path):
+    """Class -1 lines are ignore regions: not ground truth (classes, boxes), kept in Sample.ignore through the
+    label cache, and handed to the loss as class -1 rows through mosaic and the albumentations pipeline."""
+    from detect.data.train_dataset import TrainDataset
+    from detect.hyp import load_hyp
+
+    y = _dataset(tmp_path)
+    (tmp_path / "labels" / "train" / "1.txt").write_text("1 0.3 0.5 0.2 0.4\n-1 0.75 0.5 0.5 1.0\n")
+    cfg = load_data_config(y)
+    for _ in range(2):  # scanned, then read back from the cache
+        samples, report = scan_split(cfg, "train", progress=False)
+        assert report.issues == [] and [s.classes.tolist() for s in samples] == [[0], [1], [2]]
+        assert [len(s.ignore) for s in samples] == [0, 1, 0]
+        np.testing.assert_allclose(samples[1].ignore, [[0.75, 0.5, 0.5, 1.0]])
+    plain = TrainDataset(samples, 64, load_hyp(None, {"mosaic": 0.0}), augment_data=False)
+    _, labels = plain[1]
+    assert labels[:, 1].tolist() == [1, -1]
+    np.testing.assert_allclose(labels[1, 2:].numpy(), [0.75, 0.5, 0.5, 40 / 60], atol=0.01)  # letterboxed, rounded
+    mosaic = TrainDataset(samples, 64, load_hyp(None, {"mosaic": 1.0}), seed=3)
+    rows = torch.cat([mosaic[(i, 0)][1] for i in range(3)])
+    assert (rows[:, 1] == -1).any() and set(rows[:, 1].tolist()) <= {-1.0, 0.0, 1.0, 2.0}
 
 
 def test_corrupt_image_is_excluded_and_listed(tmp_path):

@@ -47,6 +47,45 @@ def test_no_targets_and_perfect_box():
     assert preds[0].grad is not None
 
 
+def test_ignore_regions_remove_objectness_terms_by_hand():
+    """A 4x4 grid (32 px input): a region over x 0..0.5, y 0..0.25 holds the centres of cells (0, 0) and
+    (0, 1) in row 0 (centres 0.125, 0.375 < 0.5; row centre 0.125 < 0.25). Their objectness gradient is zero
+    for every anchor, every other cell's is as without the region, and the loss drops by exactly their terms
+    (still divided by all 2 x 3 x 16 cells). A region over a whole image takes it out of the loss entirely."""
+    det = _detect([8, 8, 16, 16, 32, 32])
+    loss = YOLOLoss(det, load_hyp(), img_size=32)
+    preds = torch.randn(2, 3, 4, 4, 8, generator=torch.Generator().manual_seed(0))
+    target = torch.tensor([[1, 0, 0.6, 0.6, 0.3, 0.3]])
+    region = torch.tensor([[0, -1, 0.25, 0.125, 0.5, 0.25]])
+
+    def obj_grad(targets):
+        p = preds.clone().requires_grad_(True)
+        total, terms = loss([p], targets)
+        total.backward()
+        return terms["obj"], p.grad[..., 4]
+
+    obj, grad = obj_grad(target)
+    obj_r, grad_r = obj_grad(torch.cat([target, region]))
+    inside = torch.zeros(2, 3, 4, 4, dtype=torch.bool)
+    inside[0, :, 0, :2] = True
+    assert (grad_r[inside] == 0).all() and (grad[inside] != 0).all()
+    assert torch.allclose(grad_r[~inside], grad[~inside], rtol=1e-6, atol=0)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(preds[..., 4][inside], torch.zeros(6), reduction="sum")
+    assert float(obj - obj_r) == pytest.approx(float(bce / 96 * loss.balance[0] * loss.obj_gain), rel=1e-5)
+    _, grad_all = obj_grad(torch.cat([target, torch.tensor([[0, -1, 0.5, 0.5, 1.0, 1.0]])]))
+    assert (grad_all[0] == 0).all() and torch.allclose(grad_all[1], grad[1], rtol=1e-6, atol=0)  # an unlabelled image: no term left
+
+
+def test_a_target_inside_an_ignore_region_is_still_taught():
+    det = _detect([8, 8, 16, 16, 32, 32])
+    loss = YOLOLoss(det, load_hyp(), img_size=32)
+    p = torch.zeros(1, 3, 4, 4, 8, requires_grad=True)
+    loss([p], torch.tensor([[0, 1, 0.4, 0.4, 0.3, 0.3], [0, -1, 0.5, 0.5, 1.0, 1.0]]))[0].backward()
+    b, a, gj, gi = loss.build_targets([p], torch.tensor([[0, 1, 0.4, 0.4, 0.3, 0.3]]))[2][0]
+    assert len(b) and (p.grad[b, a, gj, gi, 4] != 0).all()  # taught: the matched cells keep their terms
+    assert int((p.grad[..., 4] != 0).sum()) == len(set(zip(a.tolist(), gj.tolist(), gi.tolist())))
+
+
 def test_focal_loss_is_used_when_gamma_set():
     det = _detect([8, 8, 16, 16, 32, 32])
     targets = torch.tensor([[0, 1, 0.5, 0.5, 0.25, 0.25]])

@@ -65,6 +65,26 @@ def test_an_image_with_an_uncertain_box_is_left_out_never_labelled_as_background
     assert not (tmp_path / "out/labels/img40.txt").exists()
 
 
+def test_with_ignore_an_uncertain_box_becomes_an_ignore_region_and_its_image_is_kept(tmp_path):
+    import cv2
+
+    from detect.data.labels import LabelReport, parse_yolo_label
+
+    src = tmp_path / "src"
+    src.mkdir()
+    cv2.imwrite(str(src / "img20.png"), np.full((64, 64, 3), 20, np.uint8))
+    boxes = {20: [[0, 0, 20, 20, 0.95, 0], [32, 16, 48, 48, 0.6, 0]]}  # one certain box, one uncertain
+    c = PseudoConfig(weights=["x"], source=str(src), data="d.yaml", out=tmp_path / "out", uncertain="ignore")
+    counts = write_labels(c, _Fixed(boxes), [ClassThreshold(0.9, 0.5, 0.95, 0.6, 10)])
+    assert (counts["labelled"], counts["left_out"], counts["ignore_regions"]) == (1, 0, 1)
+    lines = (tmp_path / "out/labels/img20.txt").read_text().splitlines()
+    assert [line.split() for line in lines] == [["0", "0.156250", "0.156250", "0.312500", "0.312500"],
+                                                ["-1", "0.625000", "0.500000", "0.250000", "0.500000"]]
+    report = LabelReport()
+    classes, regions = parse_yolo_label(tmp_path / "out/labels/img20.txt", 1, report)
+    assert classes.tolist() == [0, -1] and not report.issues  # read back: one object, one ignore region
+
+
 def test_pseudo_cli_writes_a_set_that_trains_as_it_is(tmp_path, persons):
     weights = shared_path("weights/yolov5n.pt")
     source = shared_path("datasets/coco128/images/val2017")

@@ -20,14 +20,15 @@ from detect.hyp import Hyp
 
 
 def crop_boxes(boxes: np.ndarray, cls: np.ndarray, x0: float, y0: float, x1: float, y1: float, min_visible: float):
-    """Boxes relative to the window (x0, y0, x1, y1): kept if >= ``min_visible`` of their area is inside."""
+    """Boxes relative to the window (x0, y0, x1, y1): kept if >= ``min_visible`` of their area is inside;
+    ignore regions (class < 0) whatever part of them is."""
     if not len(boxes):
         return boxes.reshape(0, 4), cls
     clipped = np.stack([boxes[:, 0].clip(x0, x1), boxes[:, 1].clip(y0, y1), boxes[:, 2].clip(x0, x1),
                         boxes[:, 3].clip(y0, y1)], 1)
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     inside = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
-    keep = inside >= min_visible * np.maximum(area, 1e-9)
+    keep = (inside >= min_visible * np.maximum(area, 1e-9)) | (cls < 0)
     keep &= (clipped[:, 2] - clipped[:, 0] >= 1) & (clipped[:, 3] - clipped[:, 1] >= 1)
     return clipped[keep] - [x0, y0, x0, y0], cls[keep]
 
@@ -38,8 +39,9 @@ def random_window(img: np.ndarray, boxes: np.ndarray, cls: np.ndarray, window: i
     probability ``object_bias``, else uniformly placed."""
     h, w = img.shape[:2]
     ww, wh = min(window, w), min(window, h)
-    if len(boxes) and rng.random() < object_bias:
-        b = boxes[rng.integers(len(boxes))]
+    objects = boxes[cls >= 0]  # not an ignore region
+    if len(objects) and rng.random() < object_bias:
+        b = objects[rng.integers(len(objects))]
         cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
         x0 = int(np.clip(cx - rng.uniform(0.1, 0.9) * ww, 0, w - ww))
         y0 = int(np.clip(cy - rng.uniform(0.1, 0.9) * wh, 0, h - wh))

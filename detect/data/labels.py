@@ -5,6 +5,10 @@ cx, cy, w, h boxes + class ids, relative to the image as displayed, i.e. after E
 rotation). Every problem is recorded as an ``Issue`` naming the file and line and what was
 done: a line is *skipped*, a box *clipped*, a duplicate *removed*, an image *excluded* or
 *used as background*. Nothing is dropped without an Issue; ``LabelReport`` counts them.
+
+A YOLO line of class ``-1`` is an *ignore region* (``Sample.ignore``): training neither teaches an object
+nor background there (an uncertain pseudo-label, a crowd no one boxed; detect/loss.py). It is not ground
+truth: evaluation, analysis and sampling see only the classes 0..nc-1.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from tqdm import tqdm
 from detect.data.config import DataConfig, DataError, SplitSource, yolo_label_path
 from detect.data.images import ImageError, inspect_image, safe_name
 
-CACHE_VERSION = 5  # bump whenever the validator's rules change: it is part of the cache key
+IGNORE_CLASS = -1  # a YOLO label line of this class marks an ignore region
+CACHE_VERSION = 6  # bump whenever the validator's rules change: it is part of the cache key
 # Labels written with 6 decimals overshoot the border by up to 5e-7; that is rounding, not an error.
 ROUNDING_TOLERANCE = 1e-4
 
@@ -57,7 +62,7 @@ HOW_TO_FIX = {
     "unreadable": "check the file's permissions and links",
     "non_finite": "coordinates must be finite numbers",
     "malformed": "each line must be 'class cx cy w h' with numbers",
-    "bad_class": "class ids must be integers in 0..nc-1; check 'names' in data.yaml",
+    "bad_class": "class ids must be integers in 0..nc-1 (or -1: an ignore region); check 'names' in data.yaml",
     "unknown_category": "add the category to 'names' in data.yaml or remove the annotation",
     "non_positive_size": "width and height must be > 0",
     "outside": "the box lies outside the image; fix or remove it",
@@ -110,6 +115,7 @@ class Sample:
     width: int
     classes: np.ndarray  # (n,) int64
     boxes: np.ndarray  # (n, 4) float32 normalised cx, cy, w, h
+    ignore: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # regions, as ``boxes``
 
 
 # --------------------------------------------------------------------------- images
@@ -148,7 +154,8 @@ def _finish_boxes(rows: list[tuple[int, int, float, float, float, float]], file:
 
 
 def parse_yolo_label(path: Path, nc: int, report: LabelReport):
-    """One YOLO txt file -> (classes, boxes). A missing or empty file is a background image."""
+    """One YOLO txt file -> (classes, boxes), ignore regions as class ``IGNORE_CLASS``. A missing or empty
+    file is a background image."""
     if not path.is_file():
         report.add("missing_label", path, None, "no label file")
         return np.zeros(0, np.int64), np.zeros((0, 4), np.float32)
@@ -171,8 +178,8 @@ def parse_yolo_label(path: Path, nc: int, report: LabelReport):
             report.add("non_finite", path, n, f"non-finite value in {text.strip()!r}")
             continue
         cls = vals[0]
-        if not cls.is_integer() or not 0 <= cls < nc:
-            report.add("bad_class", path, n, f"class {parts[0]} not in 0..{nc - 1}")
+        if not cls.is_integer() or not (0 <= cls < nc or cls == IGNORE_CLASS):
+            report.add("bad_class", path, n, f"class {parts[0]} not in 0..{nc - 1} (nor -1, an ignore region)")
             continue
         if polygon:
             xs, ys = vals[1::2], vals[2::2]
@@ -308,6 +315,9 @@ def _scan_one_unguarded(job: tuple) -> tuple[Sample | None, list[Issue]]:
         classes, boxes = parse_voc(label_file, names, local)
     else:
         classes, boxes = parse_yolo_label(label_file, len(names), local)
+        region = classes == IGNORE_CLASS
+        if region.any():
+            return Sample(image, hw[0], hw[1], classes[~region], boxes[~region], boxes[region]), local.issues
     return Sample(image, hw[0], hw[1], classes, boxes), local.issues
 
 
@@ -362,6 +372,8 @@ def _write_cache(path: Path, samples: list[Sample], report: LabelReport) -> None
             counts=np.array([len(s.classes) for s in samples], dtype=np.int64),
             classes=np.concatenate([s.classes for s in samples]) if samples else np.zeros(0, np.int64),
             boxes=np.concatenate([s.boxes for s in samples]) if samples else np.zeros((0, 4), np.float32),
+            ignore_counts=np.array([len(s.ignore) for s in samples], dtype=np.int64),
+            ignore=np.concatenate([s.ignore for s in samples]) if samples else np.zeros((0, 4), np.float32),
             issues=np.array(issues),
         )
         os.replace(tmp, path)
@@ -376,6 +388,8 @@ def _read_cache(path: Path):
             raise ValueError("cache version")
         ends = np.cumsum(z["counts"])
         classes, boxes = np.split(z["classes"], ends[:-1]), np.split(z["boxes"], ends[:-1])
-        samples = [Sample(Path(p), int(h), int(w), c, b) for p, (h, w), c, b in zip(z["paths"], z["hw"], classes, boxes)]
+        ignore = np.split(z["ignore"], np.cumsum(z["ignore_counts"])[:-1])
+        samples = [Sample(Path(p), int(h), int(w), c, b, r)
+                   for p, (h, w), c, b, r in zip(z["paths"], z["hw"], classes, boxes, ignore)]
         issues = [Issue(*i) for i in json.loads(str(z["issues"]))]
     return samples, LabelReport(issues)

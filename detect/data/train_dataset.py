@@ -19,18 +19,21 @@ from torch.utils.data import Dataset, Sampler
 from detect.boxes import resize_long_side
 from detect.data import augment
 from detect.data.dataset import load_image, to_tensor
-from detect.data.labels import Sample
+from detect.data.labels import IGNORE_CLASS, Sample
 from detect.hyp import Hyp
 
 
-def _xyxy_pixels(sample: Sample, h: int, w: int) -> np.ndarray:
-    b = sample.boxes.astype(np.float64)
+def _xyxy_pixels(boxes: np.ndarray, h: int, w: int) -> np.ndarray:
+    b = boxes.astype(np.float64)
     return np.stack([(b[:, 0] - b[:, 2] / 2) * w, (b[:, 1] - b[:, 3] / 2) * h,
                      (b[:, 0] + b[:, 2] / 2) * w, (b[:, 1] + b[:, 3] / 2) * h], 1).reshape(-1, 4)
 
 
 class TrainDataset(Dataset):
     """Items: (image CHW uint8 RGB, labels (n, 6) = 0, class, cx, cy, w, h normalised).
+
+    Ignore regions (``Sample.ignore``) travel through every augmentation as boxes of class -1; the loss
+    takes them out of the targets and masks the objectness there.
 
     Output images are ``img_size`` square. With ``hyp.slice`` each image first gives a
     random window at native resolution; otherwise it is resized so its long side is ``img_size``.
@@ -59,7 +62,8 @@ class TrainDataset(Dataset):
         """(image, xyxy pixel boxes, classes), long side <= img_size."""
         img = self.cache[i] if i in self.cache else self._decode(i)
         s = self.samples[i]
-        boxes, cls = _xyxy_pixels(s, *img.shape[:2]), s.classes.copy()
+        boxes = _xyxy_pixels(np.concatenate([s.boxes, s.ignore]), *img.shape[:2])
+        cls = np.concatenate([s.classes, np.full(len(s.ignore), IGNORE_CLASS, np.int64)])
         if self.hyp.slice and self.augment:
             img, boxes, cls = augment.random_window(img, boxes, cls, self.hyp.slice_window,
                                                     self.hyp.slice_min_visible, self.hyp.slice_object_bias, rng)

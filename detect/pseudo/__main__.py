@@ -7,7 +7,7 @@ from pathlib import Path
 
 from detect import cli
 from detect.infer.options import add_inference_args, check_inference_args, inference_config
-from detect.pseudo.label import PseudoConfig, label
+from detect.pseudo.label import UNCERTAIN, PseudoConfig, label
 
 EXAMPLES = """examples:
   python -m detect.pseudo --weights best.pt --source unlabeled/images --data data.yaml --img 320 --out runs/pseudo
@@ -30,7 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the precision each class's kept boxes reach on val (higher: fewer, cleaner labels)")
     p.add_argument("--drop-precision", type=float, default=0.5,
                    help="below the score where precision falls to this, a box counts as background; between the two "
-                   "it is uncertain and its image is left out")
+                   "it is uncertain (see --uncertain)")
+    p.add_argument("--uncertain", choices=UNCERTAIN, default="leave-out",
+                   help="an image with an uncertain box: left out, or kept with that box as an ignore region (class "
+                   "-1: neither object nor background in the loss). ccp: docs/competition.md")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--batch", type=int, default=16, help="batch size of the val pass")
     p.add_argument("--workers", type=int, default=2, help="data-loading processes of the val pass")
@@ -45,7 +48,7 @@ def main(argv=None) -> int:
     cli.check_range("--precision", args.precision, 0, 1, low_open=True)
     label(PseudoConfig(weights=args.weights, source=args.source, data=args.data, out=args.out, img=args.img,
                        precision=args.precision, drop_precision=args.drop_precision, inference=inference_config(args),
-                       device=args.device, batch=args.batch, workers=args.workers))
+                       device=args.device, batch=args.batch, workers=args.workers, uncertain=args.uncertain))
     return 0
 
 

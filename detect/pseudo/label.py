@@ -4,7 +4,9 @@
    kept boxes reach ``precision`` there.
 2. It runs on the unlabelled images: boxes at or above their class's ``keep`` become labels; an image
    with an uncertain box (between ``drop`` and ``keep``) is left out, so no object it holds is taught as
-   background; an image with no box above any ``drop`` is kept as a background image.
+   background (``uncertain="leave-out"``), or kept with that box written as an ignore region, class -1, which
+   the loss neither teaches as an object nor as background (``uncertain="ignore"``); an image with no box
+   above any ``drop`` is kept as a background image.
 3. OUT/images (links to the originals), OUT/labels, OUT/data.yaml (D's training images plus these;
    D's val split), OUT/pseudo.json (the thresholds, what each class kept on val, the counts).
 """
@@ -23,7 +25,7 @@ from tqdm import tqdm
 from detect import cli
 from detect.data.config import load_data_config
 from detect.data.dataset import load_image
-from detect.data.labels import scan_split
+from detect.data.labels import IGNORE_CLASS, scan_split
 from detect.errors import UsageError
 from detect.evaluate import coco_results, predictor_detections
 from detect.infer.config import InferenceConfig
@@ -33,6 +35,8 @@ from detect.metrics.coco import coco_ground_truth
 from detect.outputs import atomic_write_text, ensure_writable, write_json
 from detect.predict import collect_sources, output_names, yolo_lines
 from detect.pseudo.select import ClassThreshold, class_thresholds
+
+UNCERTAIN = ("leave-out", "ignore")
 
 
 @dataclass
@@ -48,9 +52,12 @@ class PseudoConfig:
     device: str | None = None
     batch: int = 16
     workers: int = 2
+    uncertain: str = "leave-out"  # or "ignore": the image is kept, its uncertain boxes become ignore regions
 
     def __post_init__(self):
         self.out = Path(self.out)
+        if self.uncertain not in UNCERTAIN:
+            raise UsageError(f"uncertain boxes: {self.uncertain!r} is not one of {', '.join(UNCERTAIN)}")
         if not 0 < self.drop_precision <= self.precision < 1:
             raise UsageError(f"need 0 < drop precision {self.drop_precision} <= --precision {self.precision} < 1")
 
@@ -73,7 +80,7 @@ def label(c: PseudoConfig) -> dict:
               f"{name}: no threshold reaches precision {c.precision} on val; no pseudo-boxes (uncertain from {t.drop:.3f})")
     counts = write_labels(c, predictor, thresholds)
     data = write_data_yaml(c, cfg)
-    summary = {"data": str(data), "precision": c.precision, "drop_precision": c.drop_precision,
+    summary = {"data": str(data), "precision": c.precision, "drop_precision": c.drop_precision, "uncertain": c.uncertain,
                "weights": [str(w) for w in c.weights], "img": c.img, "augment": c.inference.augment,
                "classes": {n: {"keep": t.keep, "drop": t.drop, "val_precision": t.precision, "val_recall": t.recall,
                                "val_instances": t.instances, "boxes": counts["boxes"][i]}
@@ -81,7 +88,8 @@ def label(c: PseudoConfig) -> dict:
                **{k: v for k, v in counts.items() if k != "boxes"}}
     write_json(summary, c.out / "pseudo.json")
     print(f"{counts['labelled']} images labelled ({sum(counts['boxes'])} boxes), {counts['background']} as background, "
-          f"{counts['left_out']} left out (uncertain boxes); train with --data {data}")
+          + (f"{counts['ignore_regions']} uncertain boxes as ignore regions" if c.uncertain == "ignore" else
+             f"{counts['left_out']} left out (uncertain boxes)") + f"; train with --data {data}")
     return summary
 
 
@@ -93,7 +101,7 @@ def write_labels(c: PseudoConfig, predictor: Predictor, thresholds: list[ClassTh
     keep = torch.tensor([t.keep for t in thresholds])
     drop = torch.tensor([t.drop for t in thresholds])
     counts = {"images": len(files), "labelled": 0, "background": 0, "left_out": 0, "unreadable": 0,
-              "boxes": [0] * len(thresholds)}
+              "ignore_regions": 0, "boxes": [0] * len(thresholds)}
     for f in tqdm(files, desc="pseudo-labels", unit="img", disable=None):
         try:
             img = load_image(f)
@@ -103,7 +111,8 @@ def write_labels(c: PseudoConfig, predictor: Predictor, thresholds: list[ClassTh
         det = predictor(img).cpu()
         cls = det[:, 5].long()
         kept = det[det[:, 4] >= keep[cls]]
-        if bool(((det[:, 4] >= drop[cls]) & (det[:, 4] < keep[cls])).any()):
+        uncertain = det[(det[:, 4] >= drop[cls]) & (det[:, 4] < keep[cls])]
+        if len(uncertain) and c.uncertain == "leave-out":
             counts["left_out"] += 1
             continue
         name = names[f]  # unique; it keeps the suffix only where two images share a stem: a.jpg, a.png
@@ -115,8 +124,11 @@ def write_labels(c: PseudoConfig, predictor: Predictor, thresholds: list[ClassTh
         h, w = img.shape[:2]
         label_file = (c.out / "labels" / rel).with_suffix(".txt")
         label_file.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text("".join(line.rsplit(" ", 1)[0] + "\n" for line in yolo_lines(kept, h, w)), label_file)
+        lines = [line.rsplit(" ", 1)[0] for line in yolo_lines(kept, h, w)]  # without the score
+        lines += [f"{IGNORE_CLASS} " + line.split(" ", 1)[1].rsplit(" ", 1)[0] for line in yolo_lines(uncertain, h, w)]
+        atomic_write_text("".join(f"{line}\n" for line in lines), label_file)
         counts["labelled" if len(kept) else "background"] += 1
+        counts["ignore_regions"] += len(uncertain)
         per_class = np.bincount(kept[:, 5].long().numpy(), minlength=len(thresholds))
         counts["boxes"] = [int(a + b) for a, b in zip(counts["boxes"], per_class)]
     return counts
