@@ -38,6 +38,10 @@ ONNX Runtime on all cores, ``ort_latency_ratio_per_round`` each round's ratio, s
 ``ort_latency_ratio_single_thread`` the same on one thread, informative: it does not move with what a shared
 machine gives the second core, docs/BENCHMARKS.md, slimming round 15), DIR/TASK/data.yaml,
 curve.png, and each run's folder.
+
+The ccp run of docs/BENCHMARKS.md (the unlabelled photos as extra recovery data, recover.yaml from the start):
+    python benchmarks/prune_proof.py --out DIR --task ccp --strategy taylor --ccp-start runs/ccp/best.pt --budget 4 \
+        --curve-epochs 2 --finetune-hyp recover --unlabeled ../shared/datasets/ccp/unlabeled/images
 """
 
 from __future__ import annotations
@@ -110,6 +114,7 @@ class Task:
         self.name, self.root, self.data, self.img, self.val_img, self.sets = name, root, data, img, val_img, sets
         self.distill = distill  # recover from the unpruned model as teacher
         self.finetune_hyp = RECOVER_HYP  # the pruned models' fine-tuning: set from the baseline's best recipe
+        self.prune_data = data  # what the pruned models train on: data, or data plus pseudo-labelled photos
         self.cfg = load_data_config(data)
         from detect.data.labels import scan_split
 
@@ -130,7 +135,7 @@ class Task:
         """``val_interval``: the proof passes each run's length, so a pruned model, like the baseline (``train``),
         is its last epoch's and not the best of many validations on the split that scores it."""
         sets = [f"{k}={v}" for k, v in {"nominal_batch": 16, **self.sets}.items()]
-        return PruneConfig(weights=weights, data=str(self.data), out=out, strategy=strategy, ratio=ratio, gflops=gflops,
+        return PruneConfig(weights=weights, data=str(self.prune_data), out=out, strategy=strategy, ratio=ratio, gflops=gflops,
                            gflops_at_most=at_most and gflops is not None, steps=steps, step_epochs=step_epochs,
                            distill=self.distill, img=self.img,
                            val_img=self.val_img, batch=16, round_to=round_to, hyp=str(RECOVER_HYP),
@@ -183,9 +188,10 @@ def strategy_run(task: Task, base: Path, strategy: str, round_to: int, args) -> 
     done = task.root / strategy / "report.json"
     report = json.loads(done.read_text()) if done.is_file() else None
     key = lambda r: (r["weights"], r.get("gflops_target"), len(r["steps"]), r["finetune_epochs"],  # noqa: E731
-                     r.get("finetune_hyp"), r["round_to"], r.get("gflops_at_most", False), r.get("val_interval", 1))
+                     r.get("finetune_hyp"), r["round_to"], r.get("gflops_at_most", False), r.get("val_interval", 1),
+                     r["data"])
     if report is not None and key(report) == (str(base), args.target, args.steps, c.finetune_epochs, c.finetune_hyp,
-                                              round_to, args.gflops_at_most, c.val_interval):
+                                              round_to, args.gflops_at_most, c.val_interval, c.data):
         print(f"{strategy}: reusing {done}")  # a finished run with these settings (delete the folder to redo it)
     else:
         report = run(c)
@@ -204,7 +210,7 @@ def curve(task: Task, base: Path, strategies: dict[str, int], args) -> dict:
     Saved to TASK/curve/points.json and reused by a later run with the same baseline and --curve-epochs."""
     cache = task.root / "curve" / "points.json"
     key = {"baseline": str(base), "curve_epochs": args.curve_epochs, "finetune_hyp": str(task.finetune_hyp), "last_epoch": True,
-           "adaptive": True,
+           "adaptive": True, "data": str(task.prune_data),
            "strategies": strategies, "gflops_at_most": args.gflops_at_most}
     out = {s: {} for s in strategies}
     if cache.is_file() and json.loads(cache.read_text()).get("key") == key:
@@ -279,6 +285,23 @@ def detect_val_check(root: Path, summary: dict) -> dict:
     return out
 
 
+def unlabeled_data(task: Task, base: Path, args) -> tuple[Path, dict]:
+    """The pruned models' training set with the unlabelled photos added: the baseline labels them (each class's
+    boxes kept at --pseudo-precision on val, uncertain ones as ignore regions, detect.pseudo), and its soft
+    outputs on them are distilled as on every batch. Reused while the baseline and the settings are the same."""
+    from detect.pseudo.label import PseudoConfig, label
+
+    out = task.root / "pseudo"
+    done = out / "pseudo.json"
+    summary = json.loads(done.read_text()) if done.is_file() else {}
+    if (summary.get("weights"), summary.get("precision"), summary.get("uncertain")) != ([str(base)],
+                                                                                       args.pseudo_precision, "ignore"):
+        summary = label(PseudoConfig(weights=[str(base)], source=str(args.unlabeled), data=str(task.data), out=out,
+                                     img=[task.img], precision=args.pseudo_precision, uncertain="ignore"))
+    keys = ("images", "labelled", "background", "ignore_regions", "precision")
+    return Path(summary["data"]), {k: summary[k] for k in keys}
+
+
 def run_task(name: str, args) -> dict:
     root = args.out / name
     root.mkdir(parents=True, exist_ok=True)
@@ -308,6 +331,11 @@ def run_task(name: str, args) -> dict:
     # (synthetic: 0.642 vs 0.572), gentle where it pulled the start down (person: 0.173, and pruned models
     # fine-tuned at that rate fell to 0.000; docs/BENCHMARKS.md, slimming round 6)
     task.finetune_hyp = REWIND_HYP if base == tuned.get("baseline_rewind", (None,))[0] else RECOVER_HYP
+    if args.finetune_hyp != "auto":  # chosen from an earlier run's measurement (ccp: rewind collapsed every prune)
+        task.finetune_hyp = {"rewind": REWIND_HYP, "recover": RECOVER_HYP}[args.finetune_hyp]
+    unlabeled = None
+    if args.unlabeled:
+        task.prune_data, unlabeled = unlabeled_data(task, base, args)
     print(f"{name}: start {start_map:.4f}, fine-tuned {', '.join(f'{k} {v[1]:.4f}' for k, v in tuned.items())}; "
           f"baseline {base}", flush=True)
     rounding = {args.strategy: args.round_to, "uniform": UNIFORM_ROUND_TO}
@@ -346,6 +374,8 @@ def run_task(name: str, args) -> dict:
         "finetune_hyp_used": {s: runs[s]["finetune_hyp_used"] for s in runs},
         "finetune_collapsed": {s: runs[s]["collapsed"] for s in runs}, "kept": {s: runs[s]["kept"] for s in runs},
         "curve": points, "target_gflops": args.target, "gflops_at_most": args.gflops_at_most,
+        # the pruned models' extra training images (--unlabeled; the baseline never saw them) and the recipe rule
+        "unlabeled": unlabeled, "finetune_hyp_rule": args.finetune_hyp,
         # training reproduces to the bit on one CPU but not across CPU models (docs/BENCHMARKS.md, round 13)
         "machine": machine_info(), "date": time.strftime("%Y-%m-%d"),
     }
@@ -401,6 +431,13 @@ def main() -> int:
     p.add_argument("--baseline-recipes", nargs="+", choices=list(BASELINE_RECIPES), default=list(BASELINE_RECIPES),
                    help="the fine-tuning recipes the baseline is the best of (finetune.yaml, rewind.yaml); rewind "
                    "won every synthetic round")
+    p.add_argument("--finetune-hyp", choices=["auto", "rewind", "recover"], default="auto",
+                   help="the pruned models' recipe; auto: rewind.yaml where the rewound baseline won, else recover.yaml, "
+                   "and python -m prune's guard falls back to recover.yaml where the first epoch collapses")
+    p.add_argument("--unlabeled", type=Path, default=None,
+                   help="unlabelled photos (ccp: ../shared/datasets/ccp/unlabeled/images) the pruned models also train "
+                   "on: pseudo-labelled by the baseline, uncertain boxes as ignore regions, distilled as every batch")
+    p.add_argument("--pseudo-precision", type=float, default=0.9, help="with --unlabeled: detect.pseudo's --precision")
     args = p.parse_args()
     for name in (("person", "synthetic") if args.task == "both" else (args.task,)):
         run_task(name, args)

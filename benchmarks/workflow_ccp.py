@@ -1,10 +1,15 @@
 """The competition workflow on ccp, each arm against its own control at the same epochs (issue 34's measurement).
 
-    python benchmarks/workflow_ccp.py --out runs/workflow-ccp --epochs 10 [--arms pseudo pseudo_tta kfold]
+    python benchmarks/workflow_ccp.py --out runs/workflow-ccp --epochs 10 [--arms pseudo pseudo_ignore pseudo_tta kfold]
+    # the cheaper pseudo-label round: 3 epochs fine-tuning a model make train made on ccp
+    python benchmarks/workflow_ccp.py --out runs/workflow-ft --weights runs/ccp/best.pt \
+        --hyp configs/hyp/finetune.yaml --epochs 3 --arms pseudo pseudo_ignore
 
-- control: the recipe on the 803 labelled images (yolov5n.pt, --img, --epochs, seed 0); it is also the teacher.
+- control: the recipe on the 803 labelled images (--weights, default yolov5n.pt; --hyp, --img, --epochs, seed 0);
+  it is also the teacher.
 - pseudo / pseudo_tta: the teacher labels ccp's 1094 unlabelled photos (``detect.pseudo.label``, --precision,
-  without / with TTA); the same recipe trains on labelled + pseudo-labelled images.
+  without / with TTA), images with an uncertain box left out; the same recipe trains on labelled +
+  pseudo-labelled images. pseudo_ignore: every photo kept, its uncertain boxes as ignore regions.
 - kfold: ``detect.kfold.run_kfold`` with --folds; the fold models fused by WBF on val against the control,
   and the out-of-fold mAP against the control's val mAP.
 
@@ -39,7 +44,7 @@ from detect.paths import shared_dir  # noqa: E402
 from detect.pseudo.label import PseudoConfig, label  # noqa: E402
 from detect.train import TrainConfig, fit  # noqa: E402
 
-ARMS = ("pseudo", "pseudo_tta", "kfold")
+ARMS = ("pseudo", "pseudo_ignore", "pseudo_tta", "kfold")
 
 
 def trained(config: TrainConfig) -> dict:
@@ -69,11 +74,13 @@ def main() -> int:
     p.add_argument("--precision", type=float, default=0.9)
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    p.add_argument("--weights", default=str(shared_dir() / "weights/yolov5n.pt"), help="every arm starts from these")
+    p.add_argument("--hyp", default=None, help="hyperparameter YAML of every arm (default: the defaults)")
     args = p.parse_args()
     ccp = shared_dir() / "datasets/ccp"
     data = str(ccp / "data.yaml")
-    recipe = TrainConfig(data=data, weights=str(shared_dir() / "weights/yolov5n.pt"), img=args.img, epochs=args.epochs,
-                         batch=16, device="cpu", workers=2, quiet=True, val_interval=args.epochs, hyp=load_hyp())
+    recipe = TrainConfig(data=data, weights=args.weights, img=args.img, epochs=args.epochs,
+                         batch=16, device="cpu", workers=2, quiet=True, val_interval=args.epochs, hyp=load_hyp(args.hyp))
     rows, t0 = {}, time.perf_counter()
     control = trained(dataclasses.replace(recipe, out=args.out / "control"))
     rows["control"] = {**control, "minutes": (time.perf_counter() - t0) / 60}
@@ -83,10 +90,12 @@ def main() -> int:
         if not (folder / "pseudo" / "pseudo.json").is_file():
             label(PseudoConfig(weights=[control["weights"]], source=str(ccp / "unlabeled/images"), data=data,
                                out=folder / "pseudo", img=[args.img], precision=args.precision,
+                               uncertain="ignore" if arm == "pseudo_ignore" else "leave-out",
                                inference=InferenceConfig(conf=0.001, iou=0.6, max_det=300, augment=arm == "pseudo_tta")))
         counts = json.loads((folder / "pseudo" / "pseudo.json").read_text())
         m = trained(dataclasses.replace(recipe, data=str(folder / "pseudo" / "data.yaml"), out=folder / "train"))
         rows[arm] = {**m, "images_labelled": counts["labelled"], "left_out": counts["left_out"],
+                     "background": counts["background"], "ignore_regions": counts.get("ignore_regions", 0),
                      "minutes": (time.perf_counter() - t0) / 60}
     if "kfold" in args.arms:
         t0 = time.perf_counter()
@@ -95,8 +104,8 @@ def main() -> int:
         rows["kfold"] = {"oof_map50_95": summary["oof"]["map50_95"], "fold_mean_map50_95": summary["fold_map50_95_mean"],
                          "ensemble_val_map50_95": ensemble_map(weights, data, args.img),
                          "minutes": (time.perf_counter() - t0) / 60}
-    out = {"epochs": args.epochs, "img": args.img, "precision": args.precision, "folds": args.folds, "arms": rows,
-           "machine": machine_info(), "date": time.strftime("%Y-%m-%d")}
+    out = {"weights": args.weights, "hyp": args.hyp, "epochs": args.epochs, "img": args.img, "precision": args.precision,
+           "folds": args.folds, "arms": rows, "machine": machine_info(), "date": time.strftime("%Y-%m-%d")}
     (args.out / "summary.json").write_text(json.dumps(out, indent=2))
     lines = ["| arm | val mAP50-95 | against the control | minutes |", "| --- | --- | --- | --- |"]
     base = rows["control"]["map50_95"]
