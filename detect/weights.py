@@ -117,6 +117,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         )
     placeholders = [(type(g.rsplit(".", 1)[1], (_Inert,), {}), g) for g in unsafe if g not in _NUMPY_ALLOWED]
     numpy_globals = [_numpy_global(g) for g in unsafe if g in _NUMPY_ALLOWED]
+    if numpy_globals:
+        numpy_globals += _numpy_dtype_classes()
     return import_official(_torch_load(path, placeholders + numpy_globals), path)
 
 
@@ -144,6 +146,15 @@ def _numpy_global(name: str):
 
     module, attr = name.rsplit(".", 1)
     return (getattr(importlib.import_module(module), attr), name)
+
+
+def _numpy_dtype_classes() -> list:
+    """numpy 2's per-dtype classes (``numpy.dtypes.Float64DType``), which a pickled array or scalar rebuilds its
+    dtype with — the official trainer's unstripped checkpoints (``last.pt`` mid-run) hold ``best_fitness`` as a
+    numpy array. Data types only; the object dtype is left out, so no array of arbitrary objects loads."""
+    import numpy as np  # lazy: the official-checkpoint path only
+
+    return [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType") and n != "ObjectDType"]
 
 
 def _torch_load(path: Path, extra_globals: list) -> Any:

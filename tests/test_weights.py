@@ -163,8 +163,13 @@ def _as_package_checkpoint(official: Path, out: Path) -> None:
             return type(obj)(convert(v) for v in obj)
         return obj
 
+    import numpy as np
+
+    # what the package's train.py saves mid-run (last.pt, or best.pt of an interrupted run): best_fitness is a
+    # numpy array, whose dtype numpy 2 pickles as numpy.dtypes.Float64DType (seen in a real yolov5==7.0.14 run)
     ckpt = {**{k: v for k, v in raw.items() if k not in ("model", "ema")}, "model": convert(raw["model"]), "ema": None,
-            "yolov5pip_version": "7.0.14", "opt": {"imgsz": 320, "epochs": 10}, "date": "2026-12-03T10:00:00"}
+            "yolov5pip_version": "7.0.14", "opt": {"imgsz": 320, "epochs": 10}, "date": "2026-12-03T10:00:00",
+            "best_fitness": np.array([0.3121]), "epoch": np.int64(3)}
     saved = dict(sys.modules)
     sys.modules.update({"yolov5": types.ModuleType("yolov5"), "yolov5.models": types.ModuleType("yolov5.models"),
                         "yolov5.utils": types.ModuleType("yolov5.utils"), **modules})
