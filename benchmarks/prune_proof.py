@@ -302,6 +302,20 @@ def unlabeled_data(task: Task, base: Path, args) -> tuple[Path, dict]:
     return Path(summary["data"]), {k: summary[k] for k in keys}
 
 
+def recovery_setup(task: Task, base: Path, tuned: dict, args) -> dict | None:
+    """The pruned models' recipe and data; returns what --unlabeled added (or None)."""
+    # the pruned models fine-tune at the rate that served the baseline: rewound where the data carried lr0 0.01
+    # (synthetic: 0.642 vs 0.572), gentle where it pulled the start down (person: 0.173, and pruned models
+    # fine-tuned at that rate fell to 0.000; docs/BENCHMARKS.md, slimming round 6)
+    task.finetune_hyp = REWIND_HYP if base == tuned.get("baseline_rewind", (None,))[0] else RECOVER_HYP
+    if args.finetune_hyp != "auto":  # chosen from an earlier run's measurement (ccp: rewind collapsed every prune)
+        task.finetune_hyp = {"rewind": REWIND_HYP, "recover": RECOVER_HYP}[args.finetune_hyp]
+    if not args.unlabeled:
+        return None
+    task.prune_data, unlabeled = unlabeled_data(task, base, args)
+    return unlabeled
+
+
 def run_task(name: str, args) -> dict:
     root = args.out / name
     root.mkdir(parents=True, exist_ok=True)
@@ -327,15 +341,7 @@ def run_task(name: str, args) -> dict:
         tuned[folder] = (best, task.score(load_model(best, "cpu", fuse=False)[0]))
     tuned_path, tuned_map = max(tuned.values(), key=lambda t: t[1])
     base, base_map, base_epochs = (start, start_map, 0) if start_map >= tuned_map else (tuned_path, tuned_map, args.budget)
-    # the pruned models fine-tune at the rate that served the baseline: rewound where the data carried lr0 0.01
-    # (synthetic: 0.642 vs 0.572), gentle where it pulled the start down (person: 0.173, and pruned models
-    # fine-tuned at that rate fell to 0.000; docs/BENCHMARKS.md, slimming round 6)
-    task.finetune_hyp = REWIND_HYP if base == tuned.get("baseline_rewind", (None,))[0] else RECOVER_HYP
-    if args.finetune_hyp != "auto":  # chosen from an earlier run's measurement (ccp: rewind collapsed every prune)
-        task.finetune_hyp = {"rewind": REWIND_HYP, "recover": RECOVER_HYP}[args.finetune_hyp]
-    unlabeled = None
-    if args.unlabeled:
-        task.prune_data, unlabeled = unlabeled_data(task, base, args)
+    unlabeled = recovery_setup(task, base, tuned, args)
     print(f"{name}: start {start_map:.4f}, fine-tuned {', '.join(f'{k} {v[1]:.4f}' for k, v in tuned.items())}; "
           f"baseline {base}", flush=True)
     rounding = {args.strategy: args.round_to, "uniform": UNIFORM_ROUND_TO}
