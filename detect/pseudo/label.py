@@ -124,9 +124,10 @@ def write_labels(c: PseudoConfig, predictor: Predictor, thresholds: list[ClassTh
         h, w = img.shape[:2]
         label_file = (c.out / "labels" / rel).with_suffix(".txt")
         label_file.parent.mkdir(parents=True, exist_ok=True)
-        lines = [line.rsplit(" ", 1)[0] for line in yolo_lines(kept, h, w)]  # without the score
-        lines += [f"{IGNORE_CLASS} " + line.split(" ", 1)[1].rsplit(" ", 1)[0] for line in yolo_lines(uncertain, h, w)]
-        atomic_write_text("".join(f"{line}\n" for line in lines), label_file)
+        regions = uncertain.clone()
+        regions[:, 5] = IGNORE_CLASS  # written as boxes of the ignore class, after the kept ones
+        lines = yolo_lines(torch.cat([kept, regions]), h, w)
+        atomic_write_text("".join(line.rsplit(" ", 1)[0] + "\n" for line in lines), label_file)  # without the score
         counts["labelled" if len(kept) else "background"] += 1
         counts["ignore_regions"] += len(uncertain)
         per_class = np.bincount(kept[:, 5].long().numpy(), minlength=len(thresholds))
