@@ -10,6 +10,7 @@ from PIL import Image
 
 from analysis.__main__ import analyse
 from analysis.anchors import anchor_metrics, fit_anchors
+from tests.clirun import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -178,6 +179,6 @@ def test_bad_input_exit_2(tmp_path, case):
         (tmp_path / "images" / "x.png").write_bytes(b"broken")
         (tmp_path / "d.yaml").write_text("train: images\nnames: [a]\n")
         expect = "dataset is empty"
-    r = _run("--data", str(tmp_path / "d.yaml"), "--out", str(tmp_path / "out"))
+    r = run_cli("analysis", "--data", tmp_path / "d.yaml", "--out", tmp_path / "out")  # in this process
     assert r.returncode == 2 and r.stderr.startswith("error: ") and expect in r.stderr, r.stderr
     assert r.stderr.count("\n") == 1, r.stderr

@@ -11,6 +11,7 @@ import torch
 
 from detect.errors import WeightsError
 from detect.infer.metadata import read_metadata
+from tests.clirun import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,14 +102,7 @@ def test_val_and_predict_accept_onnx(exported, tmp_path):
     assert r.returncode == 0, r.stderr
     dets = json.loads(out.read_text())
     assert sum(d["file_name"] == "zidane.jpg" and d["category_id"] == 0 for d in dets) >= 2
-    r = _run(
-        "-m",
-        "detect.val",
-        "--weights",
-        str(exported / "model_nms.onnx"),
-        "--data",
-        str(shared_path("datasets/coco128/data.yaml")),
-    )
+    r = run_cli("detect.val", "--weights", exported / "model_nms.onnx", "--data", shared_path("datasets/coco128/data.yaml"))
     assert r.returncode == 2 and "has NMS inside" in r.stderr
 
 
@@ -139,7 +133,7 @@ def test_trt_without_tensorrt_says_what_is_missing(exported):
 
     if not missing_requirements():
         pytest.skip("CUDA and TensorRT are present here; the missing-requirements path cannot be exercised")
-    r = _run("-m", "deploy.trt", "--onnx", str(exported / "model.onnx"))
+    r = run_cli("deploy.trt", "--onnx", exported / "model.onnx")
     lines = [s for s in r.stderr.splitlines() if s.strip()]
     assert r.returncode == 2 and len(lines) == 1 and "cannot build a TensorRT engine here: missing" in lines[0]
     assert "model.onnx" in lines[0] and "model_fp16.onnx" in lines[0]

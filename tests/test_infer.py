@@ -8,6 +8,7 @@ from detect.infer.merge import fuse, greedy_nmm, greedy_nmm_loop
 from detect.infer.predictor import InferenceConfig, Member, Predictor
 from detect.infer.slicing import slice_windows, sliced_detections, window_starts
 from detect.infer.tta import AugmentedBackend, clip_augmented, scale_batch, unscale
+from tests.clirun import run_cli
 from tests.conftest import shared_path
 
 
@@ -181,13 +182,9 @@ def test_tta_on_yolov5n_finds_the_same_people(yolov5n_pt):
     ],
 )
 def test_inference_flags_fail_in_one_line(tmp_path, args, expect):
-    import subprocess
-    import sys
-    from pathlib import Path
-
+    """In this process (tests/clirun.py): the predict CLI's end-to-end subprocess tests are in test_val_predict."""
     img = tmp_path / "a.jpg"
     img.write_bytes(b"")
-    r = subprocess.run([sys.executable, "-m", "detect.predict", "--weights", "w.pt", "--source", str(img), *args],
-                       cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+    r = run_cli("detect.predict", "--weights", "w.pt", "--source", img, *args)
     lines = [s for s in r.stderr.splitlines() if s.strip()]
     assert r.returncode == 2 and expect in lines[-1] and "Traceback" not in r.stderr, r.stderr  # argparse: usage first

@@ -10,6 +10,7 @@ import onnx
 import pytest
 import torch
 
+from tests.clirun import run_cli
 from tests.conftest import shared_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,8 +112,7 @@ def test_openvino_and_int8_through_val_json(int8_model, coco128, tmp_path):
 
 
 def test_export_int8_flags_need_calibration_data(yolov5n_pt, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "deploy.export", "--weights", str(yolov5n_pt), "--int8", "--out", str(tmp_path)],
-                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    r = run_cli("deploy.export", "--weights", yolov5n_pt, "--int8", "--out", tmp_path)  # in this process
     assert r.returncode == 2 and "--int8 needs --calib-data" in r.stderr
 
 
@@ -122,8 +122,7 @@ def test_trt_int8_refuses_without_cuda(int8_model):
     if not missing_requirements():
         pytest.skip("CUDA and TensorRT are present: the refusal cannot be exercised")
     fp32 = int8_model[0]
-    r = subprocess.run([sys.executable, "-m", "deploy.trt", "--onnx", str(fp32), "--int8"], cwd=REPO,
-                       capture_output=True, text=True, timeout=120)
+    r = run_cli("deploy.trt", "--onnx", fp32, "--int8")
     lines = [s for s in r.stderr.splitlines() if s.strip()]
     assert r.returncode == 2 and len(lines) == 1 and "missing a CUDA GPU" in lines[0]
 

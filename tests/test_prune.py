@@ -236,7 +236,7 @@ def test_cli_end_to_end_and_bad_input(tmp_path, tiny_synthetic):
     row = (out / "finetune" / "results.csv").read_text().splitlines()
     header, last = row[0].split(","), row[-1].split(",")
     assert float(last[header.index("train/distill")]) >= 0  # the distillation term is a column of its own
-    v = _run("-m", "detect.val", "--weights", str(out / "pruned.pt"), "--data", str(tiny_synthetic), "--img", "64")
+    v = run_cli("detect.val", "--weights", out / "pruned.pt", "--data", tiny_synthetic, "--img", "64")
     assert v.returncode == 0, v.stderr
     # the refusals in this process (the CLI's start-up was just tested end to end)
     bad = run_cli("prune", "--weights", ckpt, "--data", tiny_synthetic, "--ratio", "1.5", "--out", tmp_path / "x")

@@ -17,6 +17,7 @@ from detect.train import TrainConfig, fit
 from detect.train.config import config_from_args, parse_args
 from detect.train.faults import RunLock
 from detect.weights import atomic_save, load_checkpoint
+from tests.clirun import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["warmup_epochs=0", "nominal_batch=2", "mosaic=0.5", "close_mosaic=1"]
@@ -65,7 +66,7 @@ def test_resume_needs_only_the_checkpoint(stopped_run):
 
 def test_resume_with_out_finds_last_and_refuses_changes(stopped_run, tiny_synthetic):
     run = stopped_run.parent.parent
-    r = _run(["-m", "detect.train", "--resume", "--out", str(run), "--epochs", "5", "--set", "lr0=0.5"])
+    r = run_cli("detect.train", "--resume", "--out", run, "--epochs", "5", "--set", "lr0=0.5")
     lines = _error_lines(r.stderr)
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert "--epochs 5 differs from the saved 2" in lines[0] and "lr0=0.5" in lines[0]

@@ -15,6 +15,7 @@ from detect.errors import UsageError
 from detect.tune.space import SearchSpace
 from detect.tune.study import open_storage
 from detect.weights import load_checkpoint
+from tests.clirun import run_cli
 from tests.conftest import REPO, shared_path
 from tests.pg import throwaway_postgres
 
@@ -62,7 +63,8 @@ def test_the_shipped_space_covers_the_optimiser_the_loss_and_the_augmentation():
 
 
 def test_bad_space_file_exits_2_with_one_line(tmp_path, tiny_synthetic):
-    r = _tune("--data", tiny_synthetic, "--space", _space(tmp_path, "lr0: {low: 0.1, high: 0.01}\n"), "--out", tmp_path)
+    r = run_cli("detect.tune", "--data", tiny_synthetic, "--space", _space(tmp_path, "lr0: {low: 0.1, high: 0.01}\n"),
+                "--out", tmp_path)
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert r.returncode == 2 and len(lines) == 1 and "lr0" in lines[0] and "Traceback" not in r.stderr, r.stderr
 

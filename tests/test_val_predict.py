@@ -12,6 +12,7 @@ from detect.data.labels import scan_split
 from detect.metrics import coco_ground_truth, evaluate
 from detect.model import build_model, default_arch
 from detect.weights import atomic_save, make_checkpoint
+from tests.clirun import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 # Measured by this implementation, recorded in docs/BENCHMARKS.md (yolov5n.pt, coco128 val, img 640).
@@ -192,7 +193,7 @@ def test_bad_input_one_line_exit_2(tmp_path, case, untrained_ckpt, tiny_syntheti
     else:
         args = ["-m", "detect.model", "--model", "yolov5q"]
         expect = "unknown model 'yolov5q'"
-    r = _run(*args)
+    r = run_cli(*args[1:])  # in this process (tests/clirun.py); the subprocess end-to-end tests are above
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = [s for s in r.stderr.splitlines() if s.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], r.stderr
