@@ -374,7 +374,8 @@ def test_overfits_four_images_from_scratch(tmp_path):
 
 @pytest.mark.slow
 def test_finetune_official_yolov5n_on_coco128(tmp_path, yolov5n_pt, coco128):
-    """320 px, batch 16, 2 epochs from the official weights: mAP50-95 >= 0.20 on coco128 val."""
+    """320 px, batch 16, one epoch from the official weights: mAP50-95 >= 0.20 on coco128 val (0.250 on an
+    AVX2 EPYC; two epochs, as this test ran before, added about 15 s and nothing to the check)."""
     args = train_mod.parse_args(
         [
             "--data",
@@ -384,7 +385,7 @@ def test_finetune_official_yolov5n_on_coco128(tmp_path, yolov5n_pt, coco128):
             "--img",
             "320",
             "--epochs",
-            "2",
+            "1",
             "--batch",
             "16",
             "--out",
