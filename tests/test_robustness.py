@@ -120,8 +120,8 @@ def test_colliding_stems_get_distinct_outputs(tmp_path):
     model = tmp_path / "m.pt"
     atomic_save(make_checkpoint(build_model(default_arch("yolov5n", nc=1)), ["thing"]), model)
     out = tmp_path / "out"
-    r = _run("-m", "detect.predict", "--weights", str(model), "--source", str(src), "--img", "64", "--conf", "0",
-             "--out", str(out), "--json", str(out / "d.json"), "--save-images")
+    r = run_cli("detect.predict", "--weights", model, "--source", src, "--img", "64", "--conf", "0", "--out", out,
+                "--json", out / "d.json", "--save-images")  # in this process: the subprocess runs are above
     assert r.returncode == 0, r.stderr
     labels = sorted(str(p.relative_to(out / "labels")) for p in (out / "labels").rglob("*.txt"))
     assert labels == ["a/img.jpg.txt", "a/img.png.txt", "b/img.txt"]
@@ -177,7 +177,7 @@ def test_data_yaml_type_errors_name_their_field(tmp_path, text, field):
 
 def test_non_utf8_yaml_is_one_line(tmp_path):
     (tmp_path / "d.yaml").write_bytes(b"names: [caf\xe9]\ntrain: images\n")
-    r = _run("-m", "detect.data", "--data", str(tmp_path / "d.yaml"), "--out", str(tmp_path / "o"))
+    r = run_cli("detect.data", "--data", tmp_path / "d.yaml", "--out", tmp_path / "o")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not UTF-8" in r.stderr, r.stderr
 
 
@@ -239,10 +239,9 @@ def test_out_of_range_numbers_exit_2(tmp_path, tiny_synthetic, cli, args, expect
 def test_onnx_with_a_fixed_shape_refuses_another_img(tmp_path, tiny_synthetic):
     model = tmp_path / "m.pt"
     atomic_save(make_checkpoint(build_model(default_arch("yolov5n", nc=12)), [str(i) for i in range(12)]), model)
-    r = _run("-m", "deploy.export", "--weights", str(model), "--img", "64", "96", "--out", str(tmp_path / "x"))
+    r = run_cli("deploy.export", "--weights", model, "--img", "64", "96", "--out", tmp_path / "x")
     assert r.returncode == 0, r.stderr
-    r = _run("-m", "detect.val", "--weights", str(tmp_path / "x" / "model.onnx"), "--data", str(tiny_synthetic),
-             "--img", "64")
+    r = run_cli("detect.val", "--weights", tmp_path / "x" / "model.onnx", "--data", tiny_synthetic, "--img", "64")
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert r.returncode == 2 and len(lines) == 1 and "64x96" in lines[0] and "--img 96" in lines[0], r.stderr
 
