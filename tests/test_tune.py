@@ -191,3 +191,14 @@ def test_storage_urls_sqlite_refused_and_passwords_never_printed(tmp_path):
     with pytest.raises(UsageError) as e:  # nothing listens on port 1
         open_storage("postgresql://team:s3cret@127.0.0.1:1/optuna", tmp_path)
     assert "s3cret" not in str(e.value) and "cannot connect" in str(e.value)
+
+
+def test_a_trial_started_past_n_by_a_race_stands_down():
+    """Two workers each saw room for one more trial and both asked: the later-numbered one is surplus."""
+    from detect.tune.study import surplus
+
+    study = optuna.create_study()
+    trials = [study.ask() for _ in range(4)]  # all running: 0, 1, 2 claimed, 3 started by the race
+    assert [surplus(t, 3) for t in trials] == [False, False, False, True]
+    study.tell(trials[0], state=optuna.trial.TrialState.FAIL)  # a failed trial is run again: room for one
+    assert not surplus(trials[3], 3)

@@ -20,7 +20,7 @@ from detect.train import TrainConfig, fit
 from detect.train.callbacks import default_callbacks
 from detect.train.epoch_end import fitness
 from detect.tune.space import SearchSpace
-from detect.tune.study import worker_tag
+from detect.tune.study import surplus, worker_tag
 
 
 @dataclass
@@ -94,6 +94,10 @@ class Objective:
     def __call__(self, trial) -> float:
         if self.stop.signal is not None:
             raise Interrupted(self.stop.signal)
+        if surplus(trial, self.tc.trials):  # left out of trials.csv and the report
+            trial.set_user_attr("surplus", True)
+            trial.study.stop()
+            raise TrialFailed(f"trial {trial.number}: the study already holds {self.tc.trials} trials")
         values = self.tc.space.suggest(trial)
         for k, v in {**worker_tag(), "worker": self.worker, "device": self.device or "auto"}.items():
             trial.set_user_attr(k, v)

@@ -93,6 +93,13 @@ def claimed(study) -> int:
     return len(study.get_trials(deepcopy=False, states=(*COUNTED, TrialState.RUNNING)))
 
 
+def surplus(trial, n: int) -> bool:
+    """A trial started past the n-th: two workers each saw room for one more and both asked. The storage
+    numbers trials in order, so the later one sees n claimed before it and stands down."""
+    ahead = trial.study.get_trials(deepcopy=False, states=(*COUNTED, TrialState.RUNNING))
+    return sum(t.number < trial.number for t in ahead) >= n
+
+
 def worker_tag() -> dict:
     """What a trial records of the process that runs it (``fail_orphans`` reads it back)."""
     return {"host": socket.gethostname(), "pid": os.getpid()}
