@@ -37,9 +37,14 @@ PLOTS = {  # file -> (Optuna's matplotlib plot, what it shows)
 }
 
 
+def reported_trials(study) -> list:
+    """Every trial but those that stood down for starting past --trials (``detect.tune.study.surplus``)."""
+    return [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
+
+
 def write_all(study, tc: TuneConfig) -> dict:
     """Every output; returns the best trial's summary (empty while no trial has finished)."""
-    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
+    trials = reported_trials(study)
     write_trials_csv(trials, tc.out / "trials.csv", tc.base.epochs)
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     best = max(done, key=lambda t: t.value) if done else None
@@ -117,7 +122,7 @@ def write_plots(study, out: Path) -> list[tuple[Path, str]]:
 
 
 def write_html(study, tc: TuneConfig, best, plots) -> None:
-    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
+    trials = reported_trials(study)
     states = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
     body = [f"<p>{len(trials)} trials ({', '.join(f'{n} {k}' for k, n in states.items() if n)}); "
             f"sampler {tc.sampler}, pruner {tc.pruner}, {tc.base.epochs} epochs each at img {tc.base.img}. "
