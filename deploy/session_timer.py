@@ -101,13 +101,13 @@ def time_session(path: str, shape: tuple[int, ...], iters: int, warmup: int, run
     if image is None:
         run = _runner(path, runtime)
         return {"model": _timed(lambda: run(x), iters, warmup), "end_to_end": None}
-    from detect.infer.threads import settle_cpu_threads
+    from detect.infer.threads import settled_cpu_threads
 
     backend = _deployed(path, runtime)
-    settle_cpu_threads([backend])  # as val and predict run it
-    model = _timed(lambda: backend.run(x), iters, warmup)
-    pipeline = end_to_end_call(backend, Path(image), tuple(shape[2:]), shape[0])
-    return {"model": model, "end_to_end": _timed(pipeline, iters, warmup)}
+    with settled_cpu_threads([backend]):  # as val and predict run it
+        model = _timed(lambda: backend.run(x), iters, warmup)
+        pipeline = end_to_end_call(backend, Path(image), tuple(shape[2:]), shape[0])
+        return {"model": model, "end_to_end": _timed(pipeline, iters, warmup)}
 
 
 def _interleaved(files: dict[str, Path], shape: tuple[int, ...], rounds: int, iters: int, warmup: int,

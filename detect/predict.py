@@ -31,7 +31,7 @@ from detect.data.dataset import load_image
 from detect.data.images import safe_name
 from detect.infer.options import add_inference_args, check_inference_args, describe, inference_config
 from detect.infer.predictor import InferenceConfig, Predictor, whole_image_detections
-from detect.infer.threads import settle_cpu_threads
+from detect.infer.threads import settled_cpu_threads
 from detect.infer.thresholds import keep_above, load_thresholds, lowest_threshold
 from detect.outputs import atomic_write_bytes, atomic_write_text, ensure_writable
 from detect.submission import check_submission_path, write_submission
@@ -192,7 +192,12 @@ def main(argv=None) -> int:
         args.conf = lowest_threshold(args.conf_per_class)
     predictor = Predictor.from_weights(args.weights, args.img, device, inference_config(args), args.half,
                                        args.fuse_weights, args.backend, data_names(args))
-    settle_cpu_threads([m.backend for m in predictor.members])  # ONNX Runtime / OpenVINO alone: the cores are theirs
+    with settled_cpu_threads([m.backend for m in predictor.members]):  # ONNX Runtime / OpenVINO alone: the cores
+        return predict(args, predictor, files, root)
+
+
+def predict(args, predictor: Predictor, files: list[Path], root: Path | None) -> int:
+    """Detect in ``files`` and write what the flags ask for: the command after its checks; the exit status."""
     for i, m in enumerate(predictor.members):  # members: each weights file at each size, in that order
         check_input_size(m.backend, m.img_size, args.weights[i // len(args.img)])
     print(f"inference: {describe(predictor.config, len(predictor.members))}")

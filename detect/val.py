@@ -22,7 +22,7 @@ from detect.evaluate import DEFAULT_BATCH, TimedBackend, coco_results, predictor
 from detect.infer.classmap import for_data
 from detect.infer.options import add_inference_args, check_inference_args, describe, inference_config
 from detect.infer.predictor import Member, Predictor
-from detect.infer.threads import settle_cpu_threads
+from detect.infer.threads import settled_cpu_threads
 from detect.metrics import coco_ground_truth, evaluate, format_table
 from detect.outputs import atomic_write_text, ensure_writable, write_json
 from detect.report import write_report
@@ -111,7 +111,12 @@ def main(argv=None) -> int:
     cfg = load_data_config(args.data)  # bad data fails before the model loads
     device = cli.select_device(args.device)
     predictor = build_predictor(args, device, cfg.names, args.data)
-    settle_cpu_threads([m.backend for m in predictor.members])  # ONNX Runtime / OpenVINO alone: the cores are theirs
+    with settled_cpu_threads([m.backend for m in predictor.members]):  # ONNX Runtime / OpenVINO alone: the cores
+        return validate(args, cfg, predictor)
+
+
+def validate(args, cfg, predictor: Predictor) -> int:
+    """Score ``predictor`` on the split and write what the flags ask for: the command after its checks."""
     samples, label_report = scan_split(cfg, args.split)
     for line in label_report.lines():
         print(line)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from detect.paths import shared_dir
 
@@ -24,6 +25,18 @@ def shared_path(rel: str) -> Path:
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
     os.environ["DETECT_CACHE"] = str(tmp_path_factory.mktemp("label-cache"))
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_unchanged():
+    """torch's thread count belongs to the process: a test that changes it changes every test after it. An
+    in-process val of an OpenVINO model once left the rest of the suite training on one thread."""
+    before = torch.get_num_threads()
+    yield
+    after = torch.get_num_threads()
+    if after != before:
+        torch.set_num_threads(before)
+        pytest.fail(f"the test left torch {after} threads instead of {before}")
 
 
 @pytest.fixture(scope="session")

@@ -297,27 +297,24 @@ def test_isolated_pipeline_timing_adds_the_end_to_end_call(exported, tmp_path):
 
 
 def test_a_cpu_runtime_alone_gets_the_cores(exported, yolov5n_pt):
-    """val and predict leave torch one thread when ONNX Runtime / OpenVINO run every model (torch's spinning
+    """val and predict leave torch one thread while ONNX Runtime / OpenVINO run every model (torch's spinning
     OpenMP workers took the runtime's cores: docs/BENCHMARKS.md, INT8 round 5), keep every thread with a
-    PyTorch member, and an OpenVINO model built afterwards still gets the former count. In a child process:
-    torch's thread count belongs to the process."""
-    onnx_file = str(exported / "model.onnx")
-    code = f"""
-import torch
-torch.set_num_threads(2)
-from detect.infer.runtimes import OnnxBackend, OpenVinoBackend
-from detect.backend import TorchBackend
-from detect.infer.threads import settle_cpu_threads
-from detect.evaluate import TimedBackend
-cpu = torch.device("cpu")
-ort = TimedBackend(OnnxBackend({onnx_file!r}, cpu))
-assert not settle_cpu_threads([ort, TorchBackend({str(yolov5n_pt)!r}, cpu)]) and torch.get_num_threads() == 2
-assert settle_cpu_threads([ort]) and torch.get_num_threads() == 1
-print("openvino threads", OpenVinoBackend({onnx_file!r}, cpu).compiled.get_property("INFERENCE_NUM_THREADS"))
-"""
-    r = _run("-c", code)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.split()[-1] == "2", r.stdout
+    PyTorch member, an OpenVINO model built meanwhile still gets the former count, and torch has its threads
+    back afterwards (a library caller trained on one thread after an in-process val of an OpenVINO model)."""
+    from detect.backend import TorchBackend
+    from detect.evaluate import TimedBackend
+    from detect.infer.runtimes import OnnxBackend, OpenVinoBackend
+    from detect.infer.threads import settled_cpu_threads
+
+    cpu, threads = torch.device("cpu"), torch.get_num_threads()
+    ort = TimedBackend(OnnxBackend(str(exported / "model.onnx"), cpu))
+    with settled_cpu_threads([ort, TorchBackend(yolov5n_pt, cpu)]) as settled:
+        assert not settled and torch.get_num_threads() == threads
+    with settled_cpu_threads([ort]) as settled:
+        assert settled and torch.get_num_threads() == 1
+        ov = OpenVinoBackend(str(exported / "model.onnx"), cpu)
+        assert int(ov.compiled.get_property("INFERENCE_NUM_THREADS")) == threads
+    assert torch.get_num_threads() == threads
 
 
 def _as_official_export(ours: Path, out: Path) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 CPU_RUNTIMES = ("onnxruntime", "openvino")  # run the model on thread pools of their own
-_cpu_threads: int | None = None  # torch's threads before settle_cpu_threads lowered them
+_cpu_threads: int | None = None  # torch's threads before settled_cpu_threads lowered them
 
 
 def unwrap(backend):
@@ -16,7 +19,7 @@ def unwrap(backend):
 
 
 def cpu_threads() -> int:
-    """Threads for a CPU runtime's own pool: torch's count as it was before ``settle_cpu_threads``."""
+    """Threads for a CPU runtime's own pool: torch's count as it was before ``settled_cpu_threads``."""
     return _cpu_threads or torch.get_num_threads()
 
 
@@ -26,16 +29,24 @@ def _cpu_runtime(backend) -> bool:
     return getattr(runtime, "name", "pytorch") in CPU_RUNTIMES and device is not None and device.type == "cpu"
 
 
-def settle_cpu_threads(backends) -> bool:
-    """Leave torch one thread when every backend runs its model in a CPU runtime (ONNX Runtime, OpenVINO).
+@contextlib.contextmanager
+def settled_cpu_threads(backends) -> Iterator[bool]:
+    """Leave torch one thread while every backend runs its model in a CPU runtime (ONNX Runtime, OpenVINO).
 
     torch is then left with the pre- and post-processing, and its OpenMP workers, spinning after each small
     op, took the cores the runtime's threads needed: yolov5n in ONNX Runtime at 384x640, 52 ms end to end
     with 16 ms in the model; with torch on one thread, 30 ms, the model's time unchanged (docs/BENCHMARKS.md,
-    INT8 round 5). A PyTorch member keeps every thread. Returns whether it settled."""
+    INT8 round 5). A PyTorch member keeps every thread. Yields whether it settled; torch's count comes back on
+    exit, so a library caller (the rehearsal, a test) does not train on one thread afterwards."""
     global _cpu_threads
     if not backends or not all(map(_cpu_runtime, backends)):
-        return False
+        yield False
+        return
+    before, saved = torch.get_num_threads(), _cpu_threads
     _cpu_threads = cpu_threads()
     torch.set_num_threads(1)
-    return True
+    try:
+        yield True
+    finally:
+        torch.set_num_threads(before)
+        _cpu_threads = saved
