@@ -10,15 +10,19 @@ from __future__ import annotations
 import ast
 import json
 from pathlib import Path
-
-import onnx
+from typing import TYPE_CHECKING
 
 from detect.errors import WeightsError
+
+if TYPE_CHECKING:
+    import onnx
 
 META_VERSION = "1"
 
 
 def write_metadata(path: Path, meta: dict) -> None:
+    import onnx  # lazy: an ONNX file is read or written here only; at module level it cost every CLI 0.4 s
+
     model = onnx.load(str(path))
     del model.metadata_props[:]
     for k, v in meta.items():
@@ -33,6 +37,8 @@ OFFICIAL_EXPORTER = "yolov5 export.py"  # what read_metadata calls a file of the
 def read_metadata(path: Path) -> dict:
     """The graph's metadata (names, stride, input shape, precision; ``output_name``: the decoded output's)
     from deploy.export's entries or from the official YOLOv5 exporter's; WeightsError for anything else."""
+    import onnx  # lazy: an ONNX file is read or written here only; at module level it cost every CLI 0.4 s
+
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: {'a folder' if path.is_dir() else 'no such file'}, not an ONNX model")
@@ -83,7 +89,7 @@ def _official(path: Path, model: onnx.ModelProto, raw: dict) -> dict:
     if not outputs:
         raise WeightsError(f"{path}: no output with 5 + {len(names)} values per box (the decoded YOLOv5 output); "
                            "export it without --include-nms / end-to-end heads")
-    half = inputs[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    half = inputs[0].type.tensor_type.elem_type == 10  # onnx.TensorProto.FLOAT16
     return {"exporter": OFFICIAL_EXPORTER, "names": names, "stride": stride, "input_shape": dims,
             "max_batch": max(dims[0], 0), "precision": "fp16" if half else "fp32", "input_name": inputs[0].name,
             "output_name": outputs[0].name}
