@@ -86,18 +86,19 @@ def test_two_workers_share_a_journal_and_each_trial_trains_with_its_recorded_val
         assert hyp["lr0"] == t.params["lr0"] and hyp["mosaic"] == t.params["mosaic"]
     assert (out / "best.pt").is_symlink() and (out / "best.pt").resolve().is_file()
     assert "lr0" in (out / "best_hyp.yaml").read_text() and (out / "report.html").stat().st_size > 1000
-    again = _tune("--data", tiny_synthetic, *TINY, "--epochs", 1, "--space", space, "--trials", 4, "--out", out)
-    assert again.returncode == 0 and len(_rows(out)) == 4  # --trials is the total: nothing more to run
+    again = run_cli("detect.tune", "--data", tiny_synthetic, *TINY, "--epochs", 1, "--space", space, "--trials", 4,
+                    "--out", out)  # in this process: one worker, and the CLI's start-up was just tested
+    assert again.returncode == 0 and len(_rows(out)) == 4, again.stderr  # --trials is the total: nothing to run
 
 
 def test_a_trial_with_an_absurd_lr0_is_pruned_before_its_last_epoch(tmp_path, persons):
     """The first trial (base lr0 1e-4) sets the median at each epoch; lr0 in [0.3, 0.6] wrecks the model."""
     weights = shared_path("weights/yolov5n.pt")
     out = tmp_path / "study"
-    r = _tune("--data", persons, "--weights", weights, "--img", "160", "--batch", "4", "--loader-workers", "0",
-              "--device", "cpu", "--set", "warmup_epochs=0", "nominal_batch=4", "mosaic=0", "lr0=0.0001",
-              "--space", _space(tmp_path, "lr0: {low: 0.3, high: 0.6}\n"), "--epochs", 3, "--trials", 2,
-              "--pruner", "median", "--out", out)
+    r = run_cli("detect.tune", "--data", persons, "--weights", weights, "--img", "160", "--batch", "4",
+                "--loader-workers", "0", "--device", "cpu", "--set", "warmup_epochs=0", "nominal_batch=4", "mosaic=0",
+                "lr0=0.0001", "--space", _space(tmp_path, "lr0: {low: 0.3, high: 0.6}\n"), "--epochs", 3,
+                "--trials", 2, "--pruner", "median", "--out", out)  # one worker: in this process
     assert r.returncode == 0, r.stderr
     base, absurd = _rows(out)
     assert base["state"] == "COMPLETE" and float(base["fitness"]) > 0.05, base
@@ -112,7 +113,7 @@ def test_a_killed_worker_leaves_its_trial_failed_and_the_resumed_study_reaches_n
             "--trials", 2, "--out", out]
     killed = _tune(*args, env={"DETECT_TEST_SIGKILL_AT": "3"})  # SIGKILL mid-epoch 1 of the first trial
     assert killed.returncode == -9, killed.stderr
-    r = _tune(*args)
+    r = run_cli("detect.tune", *args)  # the resumed study: one worker, in this process
     assert r.returncode == 0 and "had lost their worker" in r.stderr, r.stderr
     rows = _rows(out)
     assert rows[0]["state"] == "FAIL" and "died mid-trial" in rows[0]["reason"]
@@ -125,8 +126,8 @@ def test_two_workers_on_two_processes_share_a_postgresql_study(tmp_path, tiny_sy
     space = _space(tmp_path, "lr0: {low: 1.0e-4, high: 0.05, log: true}\n")
     with throwaway_postgres() as url:
         out = tmp_path / "study"
-        r = _tune("--data", tiny_synthetic, *TINY, "--epochs", 1, "--space", space, "--trials", 3, "--workers", 2,
-                  "--storage", url, "--out", out)
+        r = run_cli("detect.tune", "--data", tiny_synthetic, *TINY, "--epochs", 1, "--space", space, "--trials", 3,
+                    "--workers", 2, "--storage", url, "--out", out)  # this process starts the two worker processes
         assert r.returncode == 0, r.stderr
         study = optuna.load_study(study_name="tune", storage=url)
         done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

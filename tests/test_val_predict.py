@@ -93,9 +93,9 @@ def test_val_cli_on_tiny_synthetic(tmp_path, tiny_synthetic, untrained_ckpt):
 
 @pytest.mark.slow
 def test_val_yolov5n_on_coco128(tmp_path, yolov5n_pt, coco128):
+    """In this process: the figures are the point; test_val_cli_on_tiny_synthetic starts the CLI for real."""
     out = tmp_path / "m.json"
-    r = _run(
-        "-m",
+    r = run_cli(
         "detect.val",
         "--weights",
         str(yolov5n_pt),
