@@ -87,8 +87,7 @@ def test_val_and_predict_accept_onnx(exported, tmp_path):
     from tests.conftest import shared_path
 
     out = tmp_path / "pred.json"
-    r = _run(
-        "-m",
+    r = run_cli(  # in this process: predict's start-up is tested end to end in test_val_predict.py
         "detect.predict",
         "--weights",
         str(exported / "model.onnx"),
@@ -237,8 +236,8 @@ def test_mixed_ensemble_and_tta_on_a_fixed_shape_graph(exported, yolov5n_pt, tmp
 
     for extra in (["--weights", str(yolov5n_pt), str(exported / "model.onnx")], ["--weights", str(exported / "model.onnx"), "--augment"]):
         out = tmp_path / "d.json"
-        r = _run("-m", "detect.predict", *extra, "--source", str(shared_path("images/zidane.jpg")), "--img", "640",
-                 "--out", str(tmp_path / "o"), "--json", str(out))
+        r = run_cli("detect.predict", *extra, "--source", shared_path("images/zidane.jpg"), "--img", "640",
+                    "--out", tmp_path / "o", "--json", out)  # in this process: predict's start-up is tested elsewhere
         assert r.returncode == 0, r.stderr
         people = [d for d in json.loads(out.read_text()) if d["category_id"] == 0 and d["score"] > 0.4]
         assert len(people) >= 2, extra  # the two players

@@ -1,8 +1,6 @@
 """INT8 QDQ export, the OpenVINO backend, and the TensorRT runtime's CPU-checkable logic."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -173,9 +171,8 @@ def test_export_int8_cli_end_to_end(tiny_synthetic, tmp_path):
     ckpt = tmp_path / "m.pt"
     atomic_save(make_checkpoint(build_model(default_arch("yolov5n", nc=len(CLASSES))), CLASSES), ckpt)
     out = tmp_path / "deploy"
-    r = subprocess.run([sys.executable, "-m", "deploy.export", "--weights", str(ckpt), "--img", "320", "320", "--int8",
-                        "--calib-data", str(tiny_synthetic), "--calib-images", "4", "--calib-method", "minmax",
-                        "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    r = run_cli("deploy.export", "--weights", ckpt, "--img", "320", "320", "--int8", "--calib-data", tiny_synthetic,
+                "--calib-images", "4", "--calib-method", "minmax", "--out", out)  # export's start-up: test_deploy.py
     assert r.returncode == 0, r.stderr
     assert "model_int8.onnx, model_int8_trt.onnx: minmax calibration on 2 train images" in r.stdout  # 10 train - 8 held out
     report = json.loads((out / "export.json").read_text())["int8"]

@@ -1,8 +1,6 @@
 """The validation report's numbers on hand-made cases, and its CLI end to end."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ import pytest
 from detect.metrics import as_arrays
 from detect.metrics.matching import match
 from detect.report.errors import ap_by_attribute, confusion_matrix, image_errors
+from tests.clirun import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,11 +70,8 @@ def test_val_report_cli_with_scenes(tiny_synthetic, tmp_path):
     ckpt = tmp_path / "m.pt"
     atomic_save(make_checkpoint(model, CLASSES), ckpt)
     out = tmp_path / "report"
-    r = subprocess.run(
-        [sys.executable, "-m", "detect.val", "--weights", str(ckpt), "--data", str(tiny_synthetic), "--split", "train",
-         "--img", "320", "--workers", "0", "--conf", "0.0001", "--report", str(out), "--json", str(tmp_path / "m.json")],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )
+    r = run_cli("detect.val", "--weights", ckpt, "--data", tiny_synthetic, "--split", "train", "--img", "320",
+                "--workers", "0", "--conf", "0.0001", "--report", out, "--json", tmp_path / "m.json")  # in this process
     assert r.returncode == 0, r.stderr
     rep = json.loads((out / "report.json").read_text())
     scenes = rep["by_attribute"]["scene"]  # meta.csv beside data.yaml is found by itself

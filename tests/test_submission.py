@@ -1,14 +1,13 @@
 """Submission files round-trip to the same boxes; predict matches official detect.py on the demo photos."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from detect.errors import DataError
 from detect.submission import read_submission, write_submission
+from tests.clirun import run_cli
 from tests.conftest import shared_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,12 +77,9 @@ def test_predict_matches_official_detect_py(yolov5n_pt):
 def test_predict_cli_submission_slices_and_ensemble(yolov5n_pt, tmp_path):
     src = Path(shared_path("images/zidane.jpg")).parent
     sub = tmp_path / "sub.csv"
-    r = subprocess.run(
-        [sys.executable, "-m", "detect.predict", "--weights", str(yolov5n_pt), "--source", str(src), "--img", "640", "320",
-         "--slice", "640x640", "--augment", "--out", str(tmp_path / "out"), "--json", str(tmp_path / "d.json"),
-         "--submission", str(sub), "--conf", "0.25"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )
+    r = run_cli("detect.predict", "--weights", yolov5n_pt, "--source", src, "--img", "640", "320", "--slice",
+                "640x640", "--augment", "--out", tmp_path / "out", "--json", tmp_path / "d.json", "--submission", sub,
+                "--conf", "0.25")  # in this process: predict's start-up is tested end to end in test_val_predict.py
     assert r.returncode == 0, r.stderr
     assert "TTA (3 passes), slices 640x640 overlap 0.2 merged by nmm, 2 members fused by wbf" in r.stdout
     dets = json.loads((tmp_path / "d.json").read_text())
