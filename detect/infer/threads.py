@@ -37,7 +37,7 @@ def settled_cpu_threads(backends) -> Iterator[bool]:
     op, took the cores the runtime's threads needed: yolov5n in ONNX Runtime at 384x640, 52 ms end to end
     with 16 ms in the model; with torch on one thread, 30 ms, the model's time unchanged (docs/BENCHMARKS.md,
     INT8 round 5). A PyTorch member keeps every thread. Yields whether it settled; torch's count comes back on
-    exit, so a library caller (the rehearsal, a test) does not train on one thread afterwards."""
+    exit, so a caller of val or predict in process (a script, a test) does not train on one thread afterwards."""
     global _cpu_threads
     if not backends or not all(map(_cpu_runtime, backends)):
         yield False
