@@ -279,3 +279,20 @@ def test_exports_are_atomic_and_follow_the_umask(tmp_path):
         os.umask(old)
     assert {stat.S_IMODE(p.stat().st_mode) for p in (fp32, fp16)} == {0o644}
     assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["model.onnx", "model_fp16.onnx"]  # no temp left
+
+
+def test_building_the_augmentations_asks_nothing_of_the_network():
+    """albumentations' import asks pypi.org for a newer release unless told not to; on an offline GPU machine
+    every training run printed the failure. In a fresh process, where the import really happens."""
+    code = """
+import urllib.request
+asked = []
+urllib.request.OpenerDirector.open = lambda self, url, *a, **k: asked.append(getattr(url, "full_url", url))
+from detect.data.augment import build_albumentations
+from detect.hyp import load_hyp
+build_albumentations(load_hyp())
+print("asked", asked)
+"""
+    r = _run("-c", code, env={"NO_ALBUMENTATIONS_UPDATE": ""})  # unset: albumentations would ask
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "asked []", r.stdout

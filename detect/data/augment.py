@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import cv2
@@ -115,9 +116,12 @@ def gridmask(img: np.ndarray, ratio: float, rng: np.random.Generator) -> np.ndar
 
 def build_albumentations(hyp: Hyp, seed: int = 0):
     """Bbox-aware per-image transforms, configured from the hyperparameters."""
+    # Its import asks the network for a newer release unless told not to (a 2 s timeout; on an offline GPU
+    # machine it printed a name-resolution error in every training run). Nothing we run goes online.
+    os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # albumentations announces version checks on import
-        import albumentations as A
+        warnings.simplefilter("ignore")  # albumentations' other import-time notices
+        import albumentations as A  # lazy: training only (val and predict start without it)
 
     geometric = hyp.scale > 0 or hyp.translate > 0 or hyp.degrees > 0
     transforms = [
