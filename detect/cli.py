@@ -9,6 +9,7 @@ from collections.abc import Callable
 from detect.errors import DataError, OutputError, UsageError, WeightsError
 
 USER_ERRORS = (DataError, WeightsError, FileNotFoundError)
+FIRST_PARTY = ("detect", "prune", "deploy", "analysis", "benchmarks")
 
 
 def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
@@ -20,6 +21,12 @@ def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None =
     except OutputError as e:  # the input was fine; the output could not be written
         print(f"error: {e}", file=sys.stderr)
         code = 1
+    except ModuleNotFoundError as e:  # a third-party package the command needs (seen: ensemble-boxes on a GPU host)
+        if not e.name or e.name.split(".")[0] in FIRST_PARTY:
+            raise
+        print(f"error: this command needs the Python package {e.name!r}, which is not installed here: "
+              "run make setup (or pip install -r requirements.txt)", file=sys.stderr)
+        code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130

@@ -296,3 +296,20 @@ print("asked", asked)
     r = _run("-c", code, env={"NO_ALBUMENTATIONS_UPDATE": ""})  # unset: albumentations would ask
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == "asked []", r.stdout
+
+
+def test_a_missing_package_is_one_line_naming_it(tmp_path, monkeypatch):
+    """A requirement missing from the environment (ensemble-boxes was, on a GPU host's own Python) is one line
+    naming the package and the fix, exit 2: not a ModuleNotFoundError traceback."""
+    model = tmp_path / "m.pt"
+    atomic_save(make_checkpoint(build_model(default_arch("yolov5n", nc=1)), ["thing"]), model)
+    image = tmp_path / "a.jpg"
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(image)
+    second = tmp_path / "m2.pt"
+    second.write_bytes(model.read_bytes())
+    monkeypatch.setitem(sys.modules, "ensemble_boxes", None)  # what an import of a package not installed meets
+    r = run_cli("detect.predict", "--weights", model, second, "--source", image, "--img", "64",
+                "--fuse", "wbf", "--out", tmp_path / "out")
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "'ensemble_boxes'" in lines[0] and "pip install -r requirements.txt" in lines[0]
