@@ -7,9 +7,9 @@ import sys
 from collections.abc import Callable
 
 from detect.errors import DataError, OutputError, UsageError, WeightsError
+from detect.paths import REPO
 
 USER_ERRORS = (DataError, WeightsError, FileNotFoundError)
-FIRST_PARTY = ("detect", "prune", "deploy", "analysis", "benchmarks")
 
 
 def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> None:
@@ -22,7 +22,7 @@ def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None =
         print(f"error: {e}", file=sys.stderr)
         code = 1
     except ModuleNotFoundError as e:  # a third-party package the command needs (seen: ensemble-boxes on a GPU host)
-        if not e.name or e.name.split(".")[0] in FIRST_PARTY:
+        if not e.name or (REPO / e.name.split(".")[0]).is_dir():  # one of ours missing: a bug, not the environment
             raise
         print(f"error: this command needs the Python package {e.name!r}, which is not installed here: "
               "run make setup (or pip install -r requirements.txt)", file=sys.stderr)
