@@ -45,9 +45,10 @@ def test_presence_marks_classes_and_scene():
     assert p.tolist() == [[1, 0, 1, 1], [0, 0, 0, 0]]
 
 
-def test_two_folds_predict_every_image_once_and_resume_without_training(tmp_path, tiny_synthetic):
+def test_two_folds_predict_every_image_once_and_resume_without_training(tmp_path, tiny_synthetic, monkeypatch):
+    monkeypatch.chdir(tmp_path.parent)  # a relative --out, as the CLI's default runs/kfold is
     args = ["--data", tiny_synthetic, "--folds", "2", "--model", "yolov5n", "--img", "64", "--batch", "2", "--epochs",
-            "1", "--workers", "0", "--device", "cpu", "--set", "warmup_epochs=0", "nominal_batch=2", "--out", tmp_path]
+            "1", "--workers", "0", "--device", "cpu", "--set", "warmup_epochs=0", "nominal_batch=2", "--out", tmp_path.name]
     r = run_cli("detect.kfold", *args)
     assert r.returncode == 0, r.stderr
     oof = json.loads((tmp_path / "oof.json").read_text())

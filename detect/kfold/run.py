@@ -99,7 +99,8 @@ def fold_data(split: Split, k: int, folder: Path) -> Path:
     for name, keep in (("train", split.folds != k), ("val", split.folds == k)):
         paths = [str(s.path) for s, kept in zip(split.samples, keep) if kept]
         atomic_write_text("".join(p + "\n" for p in paths), folder / f"{name}.txt")
-    data = {"path": str(folder), "train": "train.txt", "val": "val.txt", "names": split.names}
+    # "." is the yaml's own folder (the lists hold absolute image paths): right for a relative --out too
+    data = {"path": ".", "train": "train.txt", "val": "val.txt", "names": split.names}
     atomic_write_text(yaml.safe_dump(data, sort_keys=False), folder / "data.yaml")
     return folder / "data.yaml"
 
