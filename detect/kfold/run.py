@@ -75,8 +75,12 @@ def make_split(c: KFoldConfig) -> Split:
     samples, _ = scan_split(cfg, "train", progress=False)
     saved = c.out / "folds.json"
     if saved.is_file():
-        rows = json.loads(saved.read_text())["images"]
-        by_path = {r["path"]: r["fold"] for r in rows}
+        made = json.loads(saved.read_text())
+        asked = {"folds": c.folds, "seed": c.seed, "group_by": c.group_by}
+        if (was := {k: made.get(k) for k in asked}) != asked:
+            differ = ", ".join(f"{k} {was[k]} (asked {asked[k]})" for k in asked if was[k] != asked[k])
+            raise UsageError(f"{saved}: split with {differ}; use another --out, or delete it to split again")
+        by_path = {r["path"]: r["fold"] for r in made["images"]}
         if set(by_path) == {str(s.path) for s in samples}:
             return Split(samples, np.array([by_path[str(s.path)] for s in samples]), cfg.root, cfg.names)
         raise UsageError(f"{saved}: made for other training images; use another --out, or delete it to split again")
