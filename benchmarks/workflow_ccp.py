@@ -5,7 +5,7 @@
     python benchmarks/workflow_ccp.py --out runs/workflow-ft --weights runs/ccp/best.pt \
         --hyp configs/hyp/finetune.yaml --epochs 3 --arms pseudo pseudo_ignore
 
-- control: the recipe on the 803 labelled images (--weights, default yolov5n.pt; --hyp, --img, --epochs, seed 0);
+- control: the recipe on the 803 labelled images (--weights, default yolov5n.pt; --hyp, --img, --epochs, --seed);
   it is also the teacher.
 - pseudo / pseudo_tta: the teacher labels ccp's 1094 unlabelled photos (``detect.pseudo.label``, --precision,
   without / with TTA), images with an uncertain box left out; the same recipe trains on labelled +
@@ -47,6 +47,21 @@ from detect.train import TrainConfig, fit  # noqa: E402
 ARMS = ("pseudo", "pseudo_ignore", "pseudo_tta", "kfold")
 
 
+class Minutes:
+    """Each arm's wall time, kept in OUT/minutes.json: a reused arm reports the run that trained it."""
+
+    def __init__(self, out: Path):
+        self.file = out / "minutes.json"
+        self.seen = json.loads(self.file.read_text()) if self.file.is_file() else {}
+
+    def __call__(self, arm: str, t0: float, fresh: bool) -> float:
+        if fresh or arm not in self.seen:
+            self.seen[arm] = (time.perf_counter() - t0) / 60
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            self.file.write_text(json.dumps(self.seen, indent=2))
+        return self.seen[arm]
+
+
 def trained(config: TrainConfig) -> dict:
     """The run's final metrics: read back when it finished before, else trained now."""
     done = config.out / "metrics.json"
@@ -73,20 +88,24 @@ def main() -> int:
     p.add_argument("--img", type=int, default=320)
     p.add_argument("--precision", type=float, default=0.9)
     p.add_argument("--folds", type=int, default=3)
-    p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    p.add_argument("--arms", nargs="*", choices=ARMS, default=list(ARMS), help="none: the control alone")
+    p.add_argument("--seed", type=int, default=0, help="every arm's seed (a second seed shows the recipe's spread)")
     p.add_argument("--weights", default=str(shared_dir() / "weights/yolov5n.pt"), help="every arm starts from these")
     p.add_argument("--hyp", default=None, help="hyperparameter YAML of every arm (default: the defaults)")
     args = p.parse_args()
     ccp = shared_dir() / "datasets/ccp"
     data = str(ccp / "data.yaml")
     recipe = TrainConfig(data=data, weights=args.weights, img=args.img, epochs=args.epochs,
-                         batch=16, device="cpu", workers=2, quiet=True, val_interval=args.epochs, hyp=load_hyp(args.hyp))
-    rows, t0 = {}, time.perf_counter()
+                         batch=16, device="cpu", workers=2, quiet=True, val_interval=args.epochs, hyp=load_hyp(args.hyp),
+                         seed=args.seed)
+    rows, t0, minutes = {}, time.perf_counter(), Minutes(args.out)
+    fresh = not (args.out / "control" / "metrics.json").is_file()
     control = trained(dataclasses.replace(recipe, out=args.out / "control"))
-    rows["control"] = {**control, "minutes": (time.perf_counter() - t0) / 60}
+    rows["control"] = {**control, "minutes": minutes("control", t0, fresh)}
     for arm in (a for a in args.arms if a.startswith("pseudo")):
         t0 = time.perf_counter()
         folder = args.out / arm
+        fresh = not (folder / "train" / "metrics.json").is_file()
         if not (folder / "pseudo" / "pseudo.json").is_file():
             label(PseudoConfig(weights=[control["weights"]], source=str(ccp / "unlabeled/images"), data=data,
                                out=folder / "pseudo", img=[args.img], precision=args.precision,
@@ -96,15 +115,17 @@ def main() -> int:
         m = trained(dataclasses.replace(recipe, data=str(folder / "pseudo" / "data.yaml"), out=folder / "train"))
         rows[arm] = {**m, "images_labelled": counts["labelled"], "left_out": counts["left_out"],
                      "background": counts["background"], "ignore_regions": counts.get("ignore_regions", 0),
-                     "minutes": (time.perf_counter() - t0) / 60}
+                     "minutes": minutes(arm, t0, fresh)}
     if "kfold" in args.arms:
         t0 = time.perf_counter()
+        fresh = not all((args.out / "kfold" / f"fold{k}" / "oof.json").is_file() for k in range(args.folds))
         summary = run_kfold(KFoldConfig(base=recipe, out=args.out / "kfold", folds=args.folds))
         weights = (args.out / "kfold" / "ensemble.txt").read_text().split()
         rows["kfold"] = {"oof_map50_95": summary["oof"]["map50_95"], "fold_mean_map50_95": summary["fold_map50_95_mean"],
-                         "ensemble_val_map50_95": ensemble_map(weights, data, args.img),
-                         "minutes": (time.perf_counter() - t0) / 60}
-    out = {"weights": args.weights, "hyp": args.hyp, "epochs": args.epochs, "img": args.img, "precision": args.precision,
+                         "ensemble_val_map50_95": ensemble_map(weights, data, args.img)}
+        rows["kfold"]["minutes"] = minutes("kfold", t0, fresh)
+    out = {"weights": args.weights, "hyp": args.hyp, "epochs": args.epochs, "img": args.img, "seed": args.seed,
+           "precision": args.precision,
            "folds": args.folds, "arms": rows, "machine": machine_info(), "date": time.strftime("%Y-%m-%d")}
     (args.out / "summary.json").write_text(json.dumps(out, indent=2))
     lines = ["| arm | val mAP50-95 | against the control | minutes |", "| --- | --- | --- | --- |"]
