@@ -54,12 +54,13 @@ class Minutes:
         self.file = out / "minutes.json"
         self.seen = json.loads(self.file.read_text()) if self.file.is_file() else {}
 
-    def __call__(self, arm: str, t0: float, fresh: bool) -> float:
-        if fresh or arm not in self.seen:
+    def __call__(self, arm: str, t0: float, fresh: bool) -> float | None:
+        """None: reused from a run that kept no time."""
+        if fresh:
             self.seen[arm] = (time.perf_counter() - t0) / 60
             self.file.parent.mkdir(parents=True, exist_ok=True)
             self.file.write_text(json.dumps(self.seen, indent=2))
-        return self.seen[arm]
+        return self.seen.get(arm)
 
 
 def trained(config: TrainConfig) -> dict:
@@ -132,7 +133,8 @@ def main() -> int:
     base = rows["control"]["map50_95"]
     for name, r in rows.items():
         m = r.get("map50_95", r.get("ensemble_val_map50_95"))
-        lines.append(f"| {name} | {m:.4f} | {m - base:+.4f} | {r['minutes']:.1f} |")
+        took = "—" if r["minutes"] is None else f"{r['minutes']:.1f}"
+        lines.append(f"| {name} | {m:.4f} | {m - base:+.4f} | {took} |")
     if "kfold" in rows:
         lines.append(f"\nOut-of-fold mAP50-95 {rows['kfold']['oof_map50_95']:.4f} (folds' mean "
                      f"{rows['kfold']['fold_mean_map50_95']:.4f}) against the control's val {base:.4f}.")
