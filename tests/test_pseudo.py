@@ -55,7 +55,7 @@ def test_an_image_with_an_uncertain_box_is_left_out_never_labelled_as_background
              40: [[0, 0, 20, 20, 0.95, 1], [30, 30, 40, 40, 0.6, 1]]}  # class 1: no keep threshold, 0.6 uncertain
     for v in boxes:
         cv2.imwrite(str(src / f"img{v}.png"), np.full((64, 64, 3), v, np.uint8))
-    c = PseudoConfig(weights=["x"], source=str(src), data="d.yaml", out=tmp_path / "out")
+    c = PseudoConfig(weights=["x"], source=str(src), data="d.yaml", out=tmp_path / "out", uncertain="leave-out")
     thresholds = [ClassThreshold(0.9, 0.5, 0.95, 0.6, 10), ClassThreshold(float("inf"), 0.5, 0.0, 0.0, 3)]
     counts = write_labels(c, _Fixed(boxes), thresholds)
     assert (counts["labelled"], counts["background"], counts["left_out"]) == (1, 1, 2)
@@ -74,7 +74,7 @@ def test_with_ignore_an_uncertain_box_becomes_an_ignore_region_and_its_image_is_
     src.mkdir()
     cv2.imwrite(str(src / "img20.png"), np.full((64, 64, 3), 20, np.uint8))
     boxes = {20: [[0, 0, 20, 20, 0.95, 0], [32, 16, 48, 48, 0.6, 0]]}  # one certain box, one uncertain
-    c = PseudoConfig(weights=["x"], source=str(src), data="d.yaml", out=tmp_path / "out", uncertain="ignore")
+    c = PseudoConfig(weights=["x"], source=str(src), data="d.yaml", out=tmp_path / "out")  # ignore: the default
     counts = write_labels(c, _Fixed(boxes), [ClassThreshold(0.9, 0.5, 0.95, 0.6, 10)])
     assert (counts["labelled"], counts["left_out"], counts["ignore_regions"]) == (1, 0, 1)
     lines = (tmp_path / "out/labels/img20.txt").read_text().splitlines()

@@ -31,9 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-precision", type=float, default=0.5,
                    help="below the score where precision falls to this, a box counts as background; between the two "
                    "it is uncertain (see --uncertain)")
-    p.add_argument("--uncertain", choices=UNCERTAIN, default="leave-out",
-                   help="an image with an uncertain box: left out, or kept with that box as an ignore region (class "
-                   "-1: neither object nor background in the loss). ccp: docs/competition.md")
+    p.add_argument("--uncertain", choices=UNCERTAIN, default="ignore",
+                   help="an uncertain box: written as an ignore region (class -1: neither object nor background in "
+                   "the loss; the default), or its image left out. ccp: docs/competition.md")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--batch", type=int, default=16, help="batch size of the val pass")
     p.add_argument("--workers", type=int, default=2, help="data-loading processes of the val pass")

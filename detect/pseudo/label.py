@@ -2,11 +2,11 @@
 
 1. The predictor runs on D's labelled val split: each class's thresholds (``select.class_thresholds``):
    kept boxes reach ``precision`` there.
-2. It runs on the unlabelled images: boxes at or above their class's ``keep`` become labels; an image
-   with an uncertain box (between ``drop`` and ``keep``) is left out, so no object it holds is taught as
-   background (``uncertain="leave-out"``), or kept with that box written as an ignore region, class -1, which
-   the loss neither teaches as an object nor as background (``uncertain="ignore"``); an image with no box
-   above any ``drop`` is kept as a background image.
+2. It runs on the unlabelled images: boxes at or above their class's ``keep`` become labels; an uncertain
+   box (between ``drop`` and ``keep``) must not be taught as background: it is written as an ignore region,
+   class -1, which the loss neither teaches as an object nor as background (``uncertain="ignore"``, the
+   default), or its image is left out (``uncertain="leave-out"``); an image with no box above any ``drop``
+   is kept as a background image.
 3. OUT/images (links to the originals), OUT/labels, OUT/data.yaml (D's training images plus these;
    D's val split), OUT/pseudo.json (the thresholds, what each class kept on val, the counts).
 """
@@ -52,7 +52,9 @@ class PseudoConfig:
     device: str | None = None
     batch: int = 16
     workers: int = 2
-    uncertain: str = "leave-out"  # or "ignore": the image is kept, its uncertain boxes become ignore regions
+    # "ignore": the image is kept, its uncertain boxes become ignore regions; "leave-out": the image is dropped.
+    # ignore won on ccp at 10 epochs, two seeds (docs/competition.md)
+    uncertain: str = "ignore"
 
     def __post_init__(self):
         self.out = Path(self.out)
