@@ -40,6 +40,7 @@ from detect.kfold.run import KFoldConfig, run_kfold  # noqa: E402
 from detect.machine import machine_info  # noqa: E402
 from detect.metrics import evaluate  # noqa: E402
 from detect.metrics.coco import coco_ground_truth  # noqa: E402
+from detect.outputs import write_json  # noqa: E402
 from detect.paths import shared_dir  # noqa: E402
 from detect.pseudo.label import PseudoConfig, label  # noqa: E402
 from detect.train import TrainConfig, fit  # noqa: E402
@@ -58,8 +59,7 @@ class Minutes:
         """None: reused from a run that kept no time."""
         if fresh:
             self.seen[arm] = (time.perf_counter() - t0) / 60
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            self.file.write_text(json.dumps(self.seen, indent=2))
+            write_json(self.seen, self.file)
         return self.seen.get(arm)
 
 
