@@ -68,5 +68,7 @@ def test_two_folds_predict_every_image_once_and_resume_without_training(tmp_path
     again = run_cli("detect.kfold", *args)
     assert again.returncode == 0 and again.stdout.count("not trained again") == 2, again.stdout
     assert (tmp_path / "fold0/run/weights/best.pt").stat().st_mtime_ns == stamp
-    other = run_cli("detect.kfold", *[("3" if a == "2" and args[i - 1] == "--folds" else a) for i, a in enumerate(args)])
+    three = list(args)
+    three[three.index("--folds") + 1] = "3"
+    other = run_cli("detect.kfold", *three)
     assert other.returncode == 2 and "folds 2 (asked 3)" in other.stderr, other.stderr  # not a 2-fold split reused
