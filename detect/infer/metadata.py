@@ -89,7 +89,9 @@ def _official(path: Path, model: onnx.ModelProto, raw: dict) -> dict:
     if not outputs:
         raise WeightsError(f"{path}: no output with 5 + {len(names)} values per box (the decoded YOLOv5 output); "
                            "export it without --include-nms / end-to-end heads")
-    half = inputs[0].type.tensor_type.elem_type == 10  # onnx.TensorProto.FLOAT16
+    from onnx import TensorProto  # loaded already: read_metadata imported onnx to get here
+
+    half = inputs[0].type.tensor_type.elem_type == TensorProto.FLOAT16
     return {"exporter": OFFICIAL_EXPORTER, "names": names, "stride": stride, "input_shape": dims,
             "max_batch": max(dims[0], 0), "precision": "fp16" if half else "fp32", "input_name": inputs[0].name,
             "output_name": outputs[0].name}
