@@ -32,31 +32,12 @@ from detect.data.dataset import to_tensor
 from detect.data.synthetic import make_image
 from detect.errors import UsageError
 from detect.infer.metadata import META_VERSION, write_metadata
+from detect.infer.onnx_graph import export_onnx
 from detect.outputs import ensure_writable, umask, write_json
 from detect.paths import shared_dir
 from detect.weights import load_model
 
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
-
-
-def export_onnx(
-    model: torch.nn.Module, path: Path, shape: tuple[int, int], batch: int, dynamic_batch: bool, opset: int
-) -> None:
-    x = torch.zeros(batch, 3, *shape)
-    axes = {"images": {0: "batch"}, "output0": {0: "batch"}} if dynamic_batch else None
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer chatter about Python values in Detect's grid cache
-        torch.onnx.export(
-            model,
-            (x,),
-            str(path),
-            dynamo=False,
-            opset_version=opset,
-            input_names=["images"],
-            output_names=["output0"],
-            dynamic_axes=axes,
-            do_constant_folding=True,
-        )
 
 
 def simplify(path: Path) -> None:

@@ -1,4 +1,5 @@
-"""python -m detect.tune: the space file's checks, workers sharing a journal, pruning, a killed worker, PostgreSQL."""
+"""python -m detect.tune: the space file's checks, workers sharing a journal, pruning, a killed worker, PostgreSQL,
+and the two-objective study (fitness against ONNX Runtime latency: the Pareto front)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from pathlib import Path
 import optuna
 import pytest
 
+from detect.data.config import load_data_config
 from detect.errors import UsageError
+from detect.model import build_model, default_arch
 from detect.tune.space import SearchSpace
 from detect.tune.study import open_storage
-from detect.weights import load_checkpoint
+from detect.weights import atomic_save, load_checkpoint, make_checkpoint
 from tests.clirun import run_cli
 from tests.conftest import REPO, shared_path
 from tests.pg import throwaway_postgres
@@ -45,6 +48,8 @@ def _space(tmp_path: Path, text: str) -> Path:
     ("optimizer: {choices: [SGD, Adam]}", ["optimizer", "'Adam' refused"]),
     ("sam: {low: 0, high: 1}", ["sam", "choices"]),
     ("img: {low: 300, high: 640}", ["img", "multiples of 32"]),
+    ("weights: {choices: [no/such/slim.pt]}", ["weights", "no such file: no/such/slim.pt"]),
+    ("weights: {low: 0, high: 1}", ["weights", "choices"]),
 ])
 def test_a_bad_space_names_its_key(text, words):
     with pytest.raises(UsageError) as e:
@@ -203,3 +208,69 @@ def test_a_trial_started_past_n_by_a_race_stands_down():
     assert [surplus(t, 3) for t in trials] == [False, False, False, True]
     study.tell(trials[0], state=optuna.trial.TrialState.FAIL)  # a failed trial is run again: room for one
     assert not surplus(trials[3], 3)
+
+
+def _checkpoints(tmp_path: Path, data: Path) -> list[Path]:
+    """yolov5n for the data, and the same wiring at half its widths (what a slimmed model's choice looks like)."""
+    names = load_data_config(data).names
+    arch = default_arch("yolov5n", nc=len(names))
+    narrow = {k: v for k, v in arch.items() if k != "channels"} | {"width_multiple": 0.125}
+    paths = []
+    for name, a in (("full.pt", arch), ("narrow.pt", narrow)):
+        atomic_save(make_checkpoint(build_model(a), names), tmp_path / name)
+        paths.append(tmp_path / name)
+    return paths
+
+
+def test_two_objectives_keep_the_pareto_front_of_fitness_and_latency(tmp_path, tiny_synthetic):
+    full, narrow = _checkpoints(tmp_path, tiny_synthetic)
+    space = _space(tmp_path, f"img: {{choices: [64, 96]}}\nweights: {{choices: [{full}, {narrow}]}}\n")
+    out = tmp_path / "study"
+    r = run_cli("detect.tune", "--data", tiny_synthetic, *TINY[2:], "--weights", full, "--epochs", 1, "--space", space,
+                "--trials", 4, "--objectives", "fitness", "latency", "--latency-iters", 3, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "objectives fitness, latency (nsga2)" in r.stdout
+    done = [x for x in _rows(out) if x["state"] == "COMPLETE"]
+    assert len(done) == 4 and all(float(x["latency_ms"]) > 0 for x in done)
+    assert done[0]["img"] == "64" and done[0]["weights"] == str(full)  # the study starts from the base run
+    rows = [x for x in done if not x["duplicate_of"]]  # a re-drawn point is its first trial's, trained once
+    point = {x["number"]: (float(x["fitness"]), float(x["latency_ms"])) for x in rows}
+
+    def beaten(n):  # another trial at least as good on both and better on one
+        f, ms = point[n]
+        return any(g >= f and m <= ms and (g, m) != (f, ms) for k, (g, m) in point.items() if k != n)
+
+    front = list(csv.DictReader(open(out / "pareto.csv")))
+    assert {x["number"] for x in front} == {n for n in point if not beaten(n)}
+    assert [float(x["latency_ms"]) for x in front] == sorted(float(x["latency_ms"]) for x in front)  # fastest first
+    for x in rows:  # each trial trained the architecture saved in the weights it drew
+        ckpt = load_checkpoint(out / "trials" / f"{int(x['number']):04d}" / "weights" / "last.pt")
+        assert ckpt["arch"]["width_multiple"] == (0.125 if x["weights"] == str(narrow) else 0.25)
+    assert (out / "pareto.png").stat().st_size > 1000 and "Pareto front" in (out / "report.html").read_text()
+    assert (out / "best.pt").resolve().is_file() and "weights:" in (out / "best_hyp.yaml").read_text()
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--pruner", "hyperband"], ["--pruner hyperband", "one objective"]),
+    (["--sampler", "cmaes"], ["--sampler cmaes", "nsga2"]),
+    (["--latency-iters", "0"], ["--latency-iters"]),
+])
+def test_two_objectives_refuse_what_cannot_serve_them(tmp_path, tiny_synthetic, flags, words):
+    r = run_cli("detect.tune", "--data", tiny_synthetic, *TINY, "--objectives", "fitness", "latency", *flags,
+                "--out", tmp_path)
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and all(w in lines[0] for w in words), r.stderr
+
+
+def test_the_front_is_the_trials_nobody_beats_on_both_fastest_first_each_point_once():
+    from detect.tune.report import pareto_front
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    points = [(0.50, 10.0), (0.45, 6.0), (0.44, 7.0), (0.50, 12.0), (0.30, 2.0), (0.45, 6.0)]  # (fitness, ms)
+    for i, values in enumerate(points):
+        attrs = {"duplicate_of": 1} if i == 5 else {}  # trial 5 re-drew trial 1's values
+        study.add_trial(optuna.trial.create_trial(values=list(values), params={"img": 320},
+                                                  distributions={"img": optuna.distributions.CategoricalDistribution([320])},
+                                                  user_attrs=attrs))
+    # 2 loses to 1 (slower and worse), 3 to 0 (as good, slower); 5 is 1's point
+    assert [t.number for t in pareto_front(study)] == [4, 1, 0]

@@ -17,8 +17,9 @@ import torch
 from detect import cli
 from detect.errors import UsageError
 from detect.train.config import add_train_options, embedded_config
+from detect.tune.latency import LatencyConfig
 from detect.tune.lr_find import LrFindConfig, lr_find
-from detect.tune.objective import TuneConfig
+from detect.tune.objective import OBJECTIVES, TuneConfig
 from detect.tune.space import SearchSpace
 from detect.tune.study import PRUNERS, SAMPLERS
 from detect.tune.workers import search
@@ -29,6 +30,7 @@ EXAMPLES = """examples:
   python -m detect.tune --data data.yaml --weights yolov5n.pt --img 320 --epochs 10 --trials 40 --out runs/tune
   python -m detect.tune ... --devices 0,1,2,3                          one worker per GPU
   python -m detect.tune ... --storage postgresql://user:pw@db-host/optuna   the same command on every machine
+  python -m detect.tune ... --objectives fitness latency --space speed.yaml   NSGA-II: the mAP / CPU latency front
   optuna-dashboard runs/tune/study.journal                             live view (pip install optuna-dashboard)
 Run the same command again to resume: --trials is the study's total."""
 
@@ -48,11 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=None,
                    help="default: the journal file DIR/study.journal (one machine or a shared disk); "
                    "postgresql://user:password@host/db for many machines")
-    p.add_argument("--sampler", choices=SAMPLERS, default="tpe",
-                   help="tpe: Bayesian (multivariate, constant liar for parallel workers); cmaes; random; nsga2")
-    p.add_argument("--pruner", choices=PRUNERS, default="hyperband",
-                   help="stops trials that fall behind at a validation (hyperband: over epochs)")
-    p.add_argument("--startup-trials", type=int, default=5, help="random trials before TPE / CMA-ES take over")
+    p.add_argument("--objectives", nargs="+", choices=("fitness", "latency"), default=["fitness"],
+                   help="fitness (0.1 mAP50 + 0.9 mAP50-95, maximised); fitness latency: also the best.pt's ONNX "
+                   "Runtime latency on one CPU thread at img x img (minimised): the study keeps the Pareto front "
+                   "(DIR/pareto.csv, pareto.png)")
+    p.add_argument("--sampler", choices=SAMPLERS, default=None,
+                   help="tpe: Bayesian (multivariate, constant liar for parallel workers); cmaes; random; nsga2 "
+                   "(default: tpe; nsga2 with two objectives)")
+    p.add_argument("--pruner", choices=PRUNERS, default=None,
+                   help="stops trials that fall behind at a validation (default: hyperband, over epochs; none with "
+                   "two objectives: Optuna's pruners judge one)")
+    p.add_argument("--startup-trials", type=int, default=5,
+                   help="random trials before TPE / CMA-ES take over; NSGA-II's population (at least 4)")
+    p.add_argument("--latency-iters", type=int, default=50, help="with latency: timed runs per trial (the median)")
     p.add_argument("--devices", default=None, help="GPU indices, e.g. 0,1,2,3: one worker per GPU")
     p.add_argument("--workers", type=int, default=1,
                    help="CPU worker processes sharing the cores (data loading: --loader-workers)")
@@ -94,12 +104,23 @@ def main(argv=None) -> int:
                              ("--startup-trials", args.startup_trials, 0), ("--heartbeat", args.heartbeat, 1)):
         if value < low:
             raise UsageError(f"{flag} must be at least {low}, got {value}")
+    objectives = tuple(args.objectives)
+    if objectives not in OBJECTIVES:
+        raise UsageError(f"--objectives {' '.join(objectives)}: expected 'fitness' or 'fitness latency'")
+    if args.latency_iters < 1:
+        raise UsageError(f"--latency-iters must be at least 1, got {args.latency_iters}")
+    two = len(objectives) == 2
+    if two and args.pruner not in (None, "none"):
+        raise UsageError(f"--pruner {args.pruner}: Optuna's pruners judge one objective; with --objectives fitness "
+                         "latency every trial runs to its last epoch (leave --pruner out)")
     tc = TuneConfig(base=base, space=SearchSpace.load(args.space), out=args.out, trials=args.trials, study=args.study,
-                    storage=args.storage, sampler=args.sampler, pruner=args.pruner, workers=args.workers,
+                    storage=args.storage, sampler=args.sampler or ("nsga2" if two else "tpe"),
+                    pruner=args.pruner or ("none" if two else "hyperband"), workers=args.workers,
                     devices=devices(args.devices, args.workers), seed=args.seed, startup=args.startup_trials,
-                    heartbeat_s=args.heartbeat)
+                    heartbeat_s=args.heartbeat, objectives=objectives, latency=LatencyConfig(iters=args.latency_iters))
     print(f"study {tc.study}: {len(tc.space.params)} values searched ({', '.join(p.name for p in tc.space.params)}); "
-          f"{tc.trials} trials of {base.epochs} epochs; storage {tc.storage or tc.out / 'study.journal'}")
+          f"{tc.trials} trials of {base.epochs} epochs; objectives {', '.join(objectives)} ({tc.sampler}); "
+          f"storage {tc.storage or tc.out / 'study.journal'}")
     code, best = search(tc)
     print(f"best: {json.dumps(best)}; {tc.out / 'report.html'}, {tc.out / 'best_hyp.yaml'}" if best else
           f"no finished trial yet; {tc.out / 'trials.csv'}")

@@ -2,7 +2,9 @@
 
 The trainer's fitness (0.1 mAP50 + 0.9 mAP50-95) is reported to Optuna at each validation; when the pruner
 says stop, the run halts cleanly after that epoch (``run.halt``) and the trial is recorded as pruned. The
-trial's value is its best fitness (the best.pt a team would keep).
+trial's value is its best fitness (the best.pt a team would keep). With ``objectives = ("fitness", "latency")``
+the trial's values are that fitness and its best.pt's ONNX Runtime latency (``detect.tune.latency``), and
+nothing is pruned: Optuna's pruners judge one objective.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from optuna.trial import TrialState
 from detect.train import TrainConfig, fit
 from detect.train.callbacks import default_callbacks
 from detect.train.epoch_end import fitness
+from detect.tune.latency import LatencyConfig, onnx_latency_ms
 from detect.tune.space import SearchSpace
 from detect.tune.study import surplus, worker_tag
+
+OBJECTIVES = (("fitness",), ("fitness", "latency"))  # what --objectives accepts
 
 
 @dataclass
@@ -40,9 +45,16 @@ class TuneConfig:
     seed: int = 0
     startup: int = 5  # random trials before TPE / CMA-ES model the results
     heartbeat_s: int = 60  # RDB storage: a worker silent for 3x this is dead, its trial failed and run again
+    objectives: tuple[str, ...] = ("fitness",)  # or ("fitness", "latency"): maximise one, minimise the other
+    latency: LatencyConfig = LatencyConfig()  # how the latency objective is timed
 
     def __post_init__(self):
         self.out = Path(self.out)
+        self.objectives = tuple(self.objectives)
+
+    @property
+    def directions(self) -> list[str]:
+        return ["maximize", "minimize"][: len(self.objectives)]
 
 
 class TrialFailed(Exception):
@@ -75,6 +87,8 @@ class ReportToTrial:
 def trial_config(tc: TuneConfig, number: int, values: dict) -> TrainConfig:
     """The base run with this trial's values: hyperparameters checked by the schema, run options replaced."""
     hyp_changes, options = SearchSpace.split(values)
+    if "weights" in options and "model" not in options:
+        options["model"] = None  # the architecture saved in the drawn weights (a slimmed model's widths)
     return dataclasses.replace(tc.base, out=tc.out / "trials" / f"{number:04d}", hyp=tc.base.hyp.replace(**hyp_changes),
                                quiet=True, **options)
 
@@ -106,7 +120,9 @@ class Objective:
             return self._twin(trial, twin)
         config = dataclasses.replace(trial_config(self.tc, trial.number, values), device=self.device or self.tc.base.device)
         trial.set_user_attr("out", str(config.out))
-        callbacks = [*default_callbacks(config.out, False, True), ReportToTrial(trial, self.tc.pruner)]
+        callbacks = default_callbacks(config.out, False, True)
+        if len(self.tc.objectives) == 1:  # Optuna takes intermediate values of one objective only
+            callbacks.append(ReportToTrial(trial, self.tc.pruner))
         try:
             result = fit(config, callbacks=callbacks, interrupt=self.stop)
         except (FloatingPointError, MemoryError, torch.OutOfMemoryError) as e:
@@ -119,13 +135,20 @@ class Objective:
         if result.halted:
             trial.set_user_attr("pruned_reason", result.halted)
             raise optuna.TrialPruned(result.halted)
-        return float(result.summary["best_fitness"])
+        value = float(result.summary["best_fitness"])
+        if len(self.tc.objectives) == 1:
+            return value
+        latency = onnx_latency_ms(Path(result.best), config.img, self.tc.latency)
+        trial.set_user_attr("latency_ms", latency)
+        return value, latency
 
     @staticmethod
     def _twin(trial, twin) -> float:
         trial.set_user_attr("duplicate_of", twin.number)
+        if "latency_ms" in twin.user_attrs:
+            trial.set_user_attr("latency_ms", twin.user_attrs["latency_ms"])
         if twin.state == TrialState.COMPLETE:
-            return float(twin.value)
+            return float(twin.values[0]) if len(twin.values) == 1 else tuple(twin.values)
         if twin.state == TrialState.PRUNED:
             raise optuna.TrialPruned(f"same parameters as pruned trial {twin.number}")
         trial.set_user_attr("fail_reason", f"same parameters as running trial {twin.number}")

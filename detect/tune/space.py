@@ -4,9 +4,11 @@
     momentum: {low: 0.6, high: 0.98}             # float, linear
     close_mosaic: {low: 0, high: 15, type: int}  # int (step: S optional)
     optimizer: {choices: [SGD, AdamW]}           # categorical
-    img: {choices: [320, 416, 512]}              # a run option (img, model)
+    img: {choices: [320, 416, 512]}              # a run option (img, model, weights)
+    weights: {choices: [best.pt, slim_0.6.pt]}   # starting weights: e.g. python -m prune's slimmed widths
 
-Keys are configs/hyp/default.yaml's (the hyperparameter schema) plus ``img`` and ``model``. A value that
+Keys are configs/hyp/default.yaml's (the hyperparameter schema) plus ``img``, ``model`` and ``weights`` (a trial
+that draws weights trains the architecture saved in them, unless it also draws ``model``). A value that
 the schema would refuse (a string for a float, an unknown optimizer) is refused here, naming the key.
 """
 
@@ -20,7 +22,7 @@ import yaml
 from detect.errors import UsageError
 from detect.hyp import defaults, validate
 
-OPTIONS = ("img", "model")  # run options a study may search beside the hyperparameters
+OPTIONS = ("img", "model", "weights")  # run options a study may search beside the hyperparameters
 FORMS = {"low", "high", "log", "type", "step", "choices"}
 
 
@@ -136,6 +138,12 @@ def _categorical(key: str, spec: dict, schema: dict, where: str, bad) -> Param:
         raise bad(f"img choices must be multiples of 32, got {choices}")
     if key == "model" and any(not isinstance(c, str) for c in choices):
         raise bad(f"model choices are names or paths, got {choices}")
+    if key == "weights":
+        if any(not isinstance(c, str) for c in choices):
+            raise bad(f"weights choices are paths to checkpoints, got {choices}")
+        missing = [c for c in choices if not Path(c).is_file()]
+        if missing:
+            raise bad(f"no such file: {missing[0]} (paths are relative to where the command runs)")
     if key in schema:
         for c in choices:  # each choice as the schema would take it (UsageError names the key)
             try:

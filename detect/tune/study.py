@@ -61,7 +61,12 @@ def _redact(url: str) -> str:
 def make_sampler(name: str, seed: int, startup: int, objectives: int = 1):
     """Each worker gets its own seed (seed + worker index): workers seeded alike sample alike, the
     duplicate trials Ray Tune users report (ultralytics#23814). TPE's constant liar keeps parallel
-    workers off the region a running trial already covers."""
+    workers off the region a running trial already covers. NSGA-II's first generation is its random
+    start, so ``startup`` sizes its population (at least 4): Optuna's default of 50 would keep a study of
+    a few dozen trials random from first to last."""
+    if objectives > 1 and name == "cmaes":
+        raise UsageError("--sampler cmaes: CMA-ES optimises one objective; with --objectives fitness latency use "
+                         "nsga2 (the default) or tpe")
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, constant_liar=True)
     if name == "cmaes":
@@ -69,7 +74,7 @@ def make_sampler(name: str, seed: int, startup: int, objectives: int = 1):
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(startup, 4))
     raise UsageError(f"--sampler {name}: expected one of {', '.join(SAMPLERS)}")
 
 

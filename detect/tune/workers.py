@@ -20,6 +20,7 @@ import torch
 from detect.cli import USER_ERRORS
 from detect.errors import UsageError
 from detect.train.faults import STOP_SIGNALS, SignalStop
+from detect.tune.objective import OBJECTIVES as OBJECTIVE_NAMES
 from detect.tune.objective import Interrupted, Objective, TrialFailed, TuneConfig
 from detect.tune.report import write_all
 from detect.tune.study import claimed, counted, fail_orphans, make_pruner, make_sampler, open_storage
@@ -39,14 +40,26 @@ class StopFlag:
 def open_study(tc: TuneConfig, worker: int = 0):
     """Create or join the study; a new one starts with the base hyperparameters as its first trial."""
     storage = open_storage(tc.storage, tc.out, tc.heartbeat_s)
-    study = optuna.create_study(study_name=tc.study, storage=storage, load_if_exists=True, direction="maximize",
-                                sampler=make_sampler(tc.sampler, tc.seed + worker, tc.startup),
+    study = optuna.create_study(study_name=tc.study, storage=storage, load_if_exists=True, directions=tc.directions,
+                                sampler=make_sampler(tc.sampler, tc.seed + worker, tc.startup, len(tc.objectives)),
                                 pruner=make_pruner(tc.pruner, tc.base.epochs))
+    if [d.name.lower() for d in study.directions] != tc.directions:
+        raise UsageError(f"study {tc.study} was created with --objectives {' '.join(OBJECTIVE_NAMES[len(study.directions) - 1])}"
+                         f"; give the same, or another --study / --out")
     if not study.get_trials(deepcopy=False) and worker == 0:
-        base = {p.name: getattr(tc.base.hyp, p.name, None) if p.name != "img" else tc.base.img for p in tc.space.params}
-        study.enqueue_trial({k: v for k, v in base.items() if v is not None}, user_attrs={"baseline": True},
-                            skip_if_exists=True)
+        study.enqueue_trial(base_values(tc), user_attrs={"baseline": True}, skip_if_exists=True)
     return study, storage
+
+
+def base_values(tc: TuneConfig) -> dict:
+    """The searched keys' values in the base run (the study's first trial), where the space can hold them."""
+    values = {}
+    for p in tc.space.params:
+        value = {"img": tc.base.img, "weights": tc.base.weights, "model": tc.base.model}.get(
+            p.name, getattr(tc.base.hyp, p.name, None))
+        if value is not None and (p.kind != "categorical" or value in p.choices):
+            values[p.name] = value
+    return values
 
 
 def work(tc: TuneConfig, worker: int = 0, device: str | None = None) -> int:
@@ -69,9 +82,9 @@ def work(tc: TuneConfig, worker: int = 0, device: str | None = None) -> int:
 
         def enough(study, trial) -> None:
             why = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("pruned_reason")
+            values = ", ".join(f"{k} {v:.4f}" for k, v in zip(tc.objectives, trial.values or ()))
             print(f"worker {worker}: trial {trial.number} {trial.state.name.lower()}"
-                  + (f", fitness {trial.value:.4f}" if trial.value is not None else "") + (f": {why}" if why else ""),
-                  flush=True)
+                  + (f", {values}" if values else "") + (f": {why}" if why else ""), flush=True)
             if flag.signal is not None or claimed(study) >= tc.trials:
                 study.stop()
 
