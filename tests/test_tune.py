@@ -274,3 +274,10 @@ def test_the_front_is_the_trials_nobody_beats_on_both_fastest_first_each_point_o
                                                   user_attrs=attrs))
     # 2 loses to 1 (slower and worse), 3 to 0 (as good, slower); 5 is 1's point
     assert [t.number for t in pareto_front(study)] == [4, 1, 0]
+
+
+def test_a_study_reopened_with_other_objectives_is_refused(tmp_path, tiny_synthetic):
+    optuna.create_study(study_name="tune", storage=open_storage(None, tmp_path), directions=["maximize", "minimize"])
+    r = run_cli("detect.tune", "--data", tiny_synthetic, *TINY, "--out", tmp_path)  # --objectives fitness
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "--objectives fitness latency" in lines[0], r.stderr
