@@ -143,7 +143,7 @@ class Objective:
         return value, latency
 
     @staticmethod
-    def _twin(trial, twin) -> float:
+    def _twin(trial, twin) -> float | tuple[float, float]:
         trial.set_user_attr("duplicate_of", twin.number)
         if "latency_ms" in twin.user_attrs:
             trial.set_user_attr("latency_ms", twin.user_attrs["latency_ms"])
