@@ -56,6 +56,11 @@ class TuneConfig:
     def directions(self) -> list[str]:
         return ["maximize", "minimize"][: len(self.objectives)]
 
+    def base_value(self, key: str):
+        """The base run's value of a searched key: a run option (img, model, weights) or a hyperparameter."""
+        options = {"img": self.base.img, "model": self.base.model, "weights": self.base.weights}
+        return options[key] if key in options else getattr(self.base.hyp, key, None)
+
 
 class TrialFailed(Exception):
     """A trial that raised (non-finite loss, out of memory): recorded as failed with its reason; the study goes on."""

@@ -197,9 +197,7 @@ def write_html(study, tc: TuneConfig, best, plots, front=()) -> None:
                           ["trial", "fitness", "latency ms", "values"]))
     if best is not None:
         body.append(f"<h2>Best: trial {best.number}, fitness {fitness_of(best):.4f}</h2>")
-        options = {"img": tc.base.img, "model": tc.base.model, "weights": tc.base.weights}
-        body.append(table([[k, _g(v), _g(options[k] if k in options else getattr(tc.base.hyp, k, ""))]
-                           for k, v in best.params.items()], ["key", "best", "base"]))
+        body.append(table([[k, _g(v), _g(tc.base_value(k))] for k, v in best.params.items()], ["key", "best", "base"]))
     for path, caption in plots:
         body += [f"<h2>{caption}</h2>", embed_image(path, "wide")]
     atomic_write_text(page(f"Study {tc.study}", body), tc.out / "report.html")

@@ -55,8 +55,7 @@ def base_values(tc: TuneConfig) -> dict:
     """The searched keys' values in the base run (the study's first trial), where the space can hold them."""
     values = {}
     for p in tc.space.params:
-        value = {"img": tc.base.img, "weights": tc.base.weights, "model": tc.base.model}.get(
-            p.name, getattr(tc.base.hyp, p.name, None))
+        value = tc.base_value(p.name)
         if value is not None and (p.kind != "categorical" or value in p.choices):
             values[p.name] = value
     return values
