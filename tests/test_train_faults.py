@@ -28,8 +28,8 @@ def _cli(data, out, *extra, epochs=2):
             "--batch", "2", "--workers", "0", "--device", "cpu", "--out", str(out), "--set", *TINY, *extra]
 
 
-def _run(args, **kw):
-    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=600, **kw)
+def _run(args, timeout=600, **kw):
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, **kw)
 
 
 def _error_lines(stderr: str) -> list[str]:
@@ -196,6 +196,26 @@ def test_init_distributed_picks_gloo_on_the_cpu_and_nccl_on_gpus(monkeypatch):
     assert all(t.total_seconds() >= 3600 for _, t in calls) and torch.distributed.is_gloo_available()
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert distributed.init_distributed("cpu") == (0, 0, 1) and len(calls) == 3  # one process: no group
+
+
+def test_a_finished_run_exits_while_the_collector_has_not_freed_it(tmp_path, tiny_synthetic):
+    """The training loader's persistent workers ignore SIGTERM, so any still alive at exit made
+    multiprocessing's exit handler join them forever (a 30-epoch prune hung after its report). fit ends
+    them itself: with the garbage collector off, no worker is left and the process exits."""
+    args = _cli(tiny_synthetic, tmp_path / "gc", epochs=1)
+    args[args.index("--workers") + 1] = "2"
+    script = (
+        "import gc, multiprocessing, sys\n"
+        "from detect.train.config import config_from_args, parse_args\n"
+        "from detect.train import fit\n"
+        "gc.disable()\n"
+        f"config = config_from_args(parse_args({args[2:]!r}))\n"
+        "config.quiet = True\n"
+        "fit(config)\n"
+        "print('alive', len(multiprocessing.active_children()))\n"
+    )
+    r = _run(["-c", script], timeout=120)  # before the fix: a hang, hence the timeout
+    assert r.returncode == 0 and "alive 0" in r.stdout, r.stderr
 
 
 def test_validation_workers_survive_a_group_sigterm(tiny_synthetic):

@@ -36,6 +36,20 @@ def init_worker(worker_id: int) -> None:
     cv2.setNumThreads(0)
 
 
+def release_workers(loader: DataLoader) -> None:
+    """End a loader's persistent workers now, not whenever the garbage collector frees the loader.
+
+    They ignore SIGTERM (``init_worker``), and at interpreter exit torch leaves them to multiprocessing's exit
+    handler, which terminates and then joins them: a worker still alive then is joined forever, and the
+    process hangs after its work is done (a 30-epoch prune did, 2026-12-05: the training run sat in a
+    reference cycle). torch has no public call for this; the iterator's own shutdown sends each worker its
+    stop sentinel and joins it."""
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        loader._iterator = None
+        iterator._shutdown_workers()
+
+
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """HWC BGR uint8 -> CHW RGB uint8 tensor (contiguous)."""
     return torch.from_numpy(np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1)))

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from detect import cli
+from detect.data.dataset import release_workers
 from detect.errors import UsageError
 from detect.loss import YOLOLoss
 from detect.model import YOLOv5, build_model
@@ -121,6 +122,7 @@ def fit(config: TrainConfig, hooks=(), callbacks=None, interrupt=None) -> FitRes
         if hasattr(stop, "__exit__"):
             stack.enter_context(stop)
         run = setup(config, rank, world, device, hooks, callbacks)
+        stack.callback(release_workers, run.data.loader)  # also on an exception: else exit may hang
         return _loop(run, stop)
 
 
